@@ -1,0 +1,1 @@
+"""Expert policies per task: RLlib checkpoints, scripted policies and random ones."""

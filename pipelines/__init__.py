@@ -1,0 +1,1 @@
+"""Jobs that turn experts into curated datasets: rollout, validate, filter, tokenize, write."""

@@ -1,0 +1,166 @@
+"""Writing and reading kibble Parquet files: compressed, sized row groups, atomic.
+
+Files are written under a temporary name next to the destination and moved into
+place when complete, so a killed job never leaves a partial file under the final
+name. Paths may be local or any URL pyarrow's filesystems reach (``gs://``, ``s3://``);
+on object stores the final move is a copy, which still never exposes a partial
+object under the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from kibble.schemas.arrow import METADATA_VERSION, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+COMPRESSION = "zstd"
+# About 1 MiB of uncompressed data per row group: small enough that reading one
+# training window decodes little, large enough that per-group overhead is noise.
+TARGET_ROW_GROUP_BYTES = 1 << 20
+# Never fewer rows than one training window spans, so a window never needs more
+# than two row groups.
+WINDOW_TOKENS = 1024  # Gato's context length (SPEC section 5)
+MAX_ROW_GROUP_ROWS = 1 << 16
+# Columns whose values rarely repeat: dictionary encoding would only cost time.
+_NO_DICTIONARY = {"images", "observation", "action", "reward"}
+
+
+def rows_per_group(bytes_per_row: float, tokens_per_row: int = 1) -> int:
+    """Rows per row group for rows of this (uncompressed, in-memory) size.
+
+    >>> rows_per_group(60, tokens_per_row=6)  # CartPole: 4 obs + separator + 1 action
+    17476
+    >>> rows_per_group(27_700, tokens_per_row=38)  # 96x96 RGB Atari: 36 patches + 2
+    37
+    """
+    window_rows = -(-WINDOW_TOKENS // max(tokens_per_row, 1))
+    rows = int(TARGET_ROW_GROUP_BYTES / max(bytes_per_row, 1.0))
+    return max(window_rows, min(MAX_ROW_GROUP_ROWS, rows))
+
+
+def _tokens_per_row(table: pa.Table) -> int:
+    """Sequence positions per timestep row; 1 for tables without token counts (raw)."""
+    if "n_observation_tokens" not in table.column_names or not table.num_rows:
+        return 1
+    return (
+        int(table["n_observation_tokens"][0].as_py()) + 1 + int(table["n_action_tokens"][0].as_py())
+    )
+
+
+def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    path = os.fspath(path)
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+class EpisodeFileWriter:
+    """Streams episode tables into one Parquet file; row groups of whole target size.
+
+    Episodes are buffered until a row group's worth of rows is there, so many short
+    episodes share a row group and a long one spans several. Use as a context
+    manager: the file appears under its final name only on a clean exit.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema) -> None:
+        self.fs, self.path = filesystem_and_path(path)
+        parent = os.path.dirname(self.path)
+        self.fs.create_dir(parent, recursive=True)
+        self._tmp = os.path.join(parent, f".{os.path.basename(self.path)}.{uuid.uuid4().hex}.tmp")
+        self.schema = schema
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._group_rows: int | None = None
+        self.num_rows = 0
+
+    def __enter__(self) -> EpisodeFileWriter:
+        dictionary = [f.name for f in self.schema if f.name not in _NO_DICTIONARY]
+        self._writer = pq.ParquetWriter(
+            self._tmp,
+            self.schema,
+            filesystem=self.fs,
+            compression=COMPRESSION,
+            use_dictionary=dictionary,
+            write_statistics=True,
+        )
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append one episode's rows (a table of this writer's schema)."""
+        if not table.schema.equals(self.schema, check_metadata=False):
+            raise ValueError(f"table schema does not match the file's:\n{table.schema}")
+        if self._group_rows is None and table.num_rows:
+            self._group_rows = rows_per_group(table.nbytes / table.num_rows, _tokens_per_row(table))
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.num_rows += table.num_rows
+        if self._group_rows and self._pending_rows >= self._group_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        n = self._group_rows or MAX_ROW_GROUP_ROWS
+        full = table.num_rows if final else (table.num_rows // n) * n
+        if full:
+            self._writer.write_table(table.slice(0, full), row_group_size=n)
+        rest = table.slice(full)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._flush(final=True)
+        finally:
+            self._writer.close()
+        if exc_type is not None:
+            self.fs.delete_file(self._tmp)
+            return
+        self.fs.move(self._tmp, self.path)
+        log.debug("wrote %s (%d rows)", self.path, self.num_rows)
+
+
+def write_episode_tables(
+    path: str | os.PathLike, tables: list[pa.Table] | pa.Table, schema: pa.Schema
+) -> int:
+    """Write episode tables to one Parquet file atomically; returns the row count."""
+    with EpisodeFileWriter(path, schema) as writer:
+        for table in [tables] if isinstance(tables, pa.Table) else tables:
+            writer.write(table)
+    return writer.num_rows
+
+
+def read_schema_version(path: str | os.PathLike) -> str | None:
+    """The ``kibble.schema_version`` in a Parquet file's metadata (footer only)."""
+    fs, p = filesystem_and_path(path)
+    metadata = pq.read_schema(p, filesystem=fs).metadata or {}
+    version = metadata.get(METADATA_VERSION)
+    return version.decode() if version is not None else None
+
+
+__all__ = [
+    "COMPRESSION",
+    "SCHEMA_VERSION",
+    "EpisodeFileWriter",
+    "filesystem_and_path",
+    "read_schema_version",
+    "rows_per_group",
+    "write_episode_tables",
+]

@@ -1,0 +1,1 @@
+"""The Gato-style generalist: model, mixture loader, training loop and evaluation."""
