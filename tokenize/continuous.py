@@ -38,8 +38,10 @@ from kibble.tokenize.vocab import (
     NUM_CONTINUOUS_BINS,
 )
 
-# 32K float64 values = 256 KiB: the working buffer stays in L2 across the ufunc passes.
-_CHUNK = 1 << 15
+# 64K float64 values (512 KiB) a chunk: measured on the 2-core dev machine, 1 << 15
+# gave 82-86M values/s and 1 << 16 .. 1 << 18 gave 110-115M/s; smaller chunks pay
+# per-ufunc-call overhead, much larger ones stream every pass through memory.
+_CHUNK = 1 << 16
 _HALF_BINS = NUM_CONTINUOUS_BINS / 2  # 512.0
 
 
@@ -99,6 +101,19 @@ def continuous_to_tokens(x: ArrayLike, mu_law: bool = True) -> NDArray[np.int32]
     if n and out.min() < CONTINUOUS_OFFSET:
         _raise_on_nan(arr.astype(np.float64, copy=False), "the input")
     return out.reshape(arr.shape)
+
+
+def reference_continuous_to_tokens(x: ArrayLike, mu_law: bool = True) -> NDArray[np.int64]:
+    """SPEC section 4 transcribed literally in float64: slow, for tests and benchmarks.
+
+    :func:`continuous_to_tokens` must agree with it bit for bit on every input.
+    """
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):  # |x| near float64 max: mu*|x| is inf, F(x) is 1
+        v = np.sign(x) * np.log(1 + MU_LAW_MU * np.abs(x)) / MU_LAW_DENOMINATOR if mu_law else x
+    v = np.clip(v, -1, 1)
+    i = np.clip(np.floor((v + 1) / 2 * NUM_CONTINUOUS_BINS), 0, NUM_CONTINUOUS_BINS - 1)
+    return CONTINUOUS_OFFSET + i.astype(np.int64)
 
 
 def tokens_to_continuous(tokens: ArrayLike, mu_law: bool = True) -> NDArray[np.float64]:
