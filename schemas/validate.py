@@ -30,6 +30,16 @@ class Mismatch:
         return f"{self.column}: expected {self.expected}, found {self.found}"
 
 
+def _canonical(t: pa.DataType) -> pa.DataType:
+    """The type with list item fields named alike: Parquet writers call them "item",
+    "element" or "array", and the name carries no meaning."""
+    if pa.types.is_list(t):
+        return pa.list_(_canonical(t.value_type))
+    if pa.types.is_large_list(t):
+        return pa.large_list(_canonical(t.value_type))
+    return t
+
+
 def validate_schema(found: pa.Schema, expected: pa.Schema) -> list[Mismatch]:
     """Every column (and schema metadata) of ``found`` that does not match ``expected``."""
     out: list[Mismatch] = []
@@ -48,12 +58,12 @@ def validate_schema(found: pa.Schema, expected: pa.Schema) -> list[Mismatch]:
         if field.name not in found.names:
             out.append(Mismatch(field.name, str(field.type), "no such column"))
             continue
-        got = found.field(field.name)
-        if not got.type.equals(field.type):
-            out.append(Mismatch(field.name, str(field.type), str(got.type)))
+        got = _canonical(found.field(field.name).type)
+        if not got.equals(field.type):
+            out.append(Mismatch(field.name, str(field.type), str(got)))
     for name in found.names:
         if name not in expected.names:
-            out.append(Mismatch(name, "no such column", str(found.field(name).type)))
+            out.append(Mismatch(name, "no such column", str(_canonical(found.field(name).type))))
     return out
 
 

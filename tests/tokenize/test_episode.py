@@ -138,11 +138,13 @@ def test_cartpole_episode_round_trips_actions():
     tok = EpisodeTokenizer(env.observation_space, env.action_space)
     obs, _ = env.reset(seed=0)
     observations, actions = [], []
-    for _ in range(10):
+    for _ in range(50):
         a = int(env.action_space.sample())
         observations.append(obs)
         actions.append(a)
-        obs, *_ = env.step(a)
+        obs, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            break
     steps = tok.tokenize(np.stack(observations), np.array(actions))
     assert tok.tokens_per_timestep == 6
     assert tok.decode_action(steps.action_tokens).tolist() == actions

@@ -1,0 +1,66 @@
+"""The ``kibble`` console script, run as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KIBBLE = Path(sys.executable).parent / "kibble"
+COMMANDS = ["tasks", "expert", "rollout", "pipeline", "inspect", "train", "eval", "demo"]
+
+
+def kibble(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KIBBLE), *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_every_command_of_the_spec():
+    done = kibble("--help")
+    assert done.returncode == 0
+    for command in COMMANDS:
+        assert command in done.stdout
+    assert "train" in kibble("expert", "--help").stdout
+    assert "run" in kibble("pipeline", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tasks"],
+        ["expert", "train", "gym/CartPole-v1", "--out", "x"],
+        ["inspect", "somewhere"],
+    ],
+)
+def test_commands_not_built_yet_say_so_and_exit_non_zero(args):
+    done = kibble(*args)
+    assert done.returncode != 0
+    assert "not built yet" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    done = kibble("demo", "--out", str(out), "--episodes", "5")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 5
+    assert summary["tokens"] == summary["steps"] * 6  # 4 obs + separator + 1 action
+    assert (out / "data" / "part-00000.parquet").is_file()
+    assert (out / "raw" / "part-00000.parquet").is_file()
+    assert "actions decoded from tokens match" in done.stdout
+
+
+def test_user_error_is_one_paragraph_without_traceback(tmp_path):
+    done = kibble("demo", "--out", str(tmp_path), "--episodes", "0")
+    assert done.returncode == 1
+    assert done.stderr.startswith("kibble: error: --episodes must be at least 1")
+    assert "Traceback" not in done.stderr
+
+
+def test_python_m_kibble_is_the_same_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "kibble", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "demo" in done.stdout
