@@ -123,18 +123,21 @@ def _images_columns(images: Sequence[np.ndarray], t: int) -> tuple[pa.Array, pa.
         pa.binary(), t * k, [None, pa.py_buffer(value_offsets), pa.py_buffer(data)]
     )
     row_offsets = pa.array(np.arange(t + 1, dtype=np.int32) * k)
-    shapes = [list(img.shape[1:]) for img in images]
-    shape_values = pa.array([shapes[j] for _ in range(t) for j in range(k)], pa.list_(pa.int32()))
+    # Every image is (H, W, C): 3 ints per image, the K shapes repeated for each step.
+    shape_values = np.tile(np.array([img.shape[1:] for img in images], np.int32).reshape(-1), t)
+    shapes = pa.ListArray.from_arrays(
+        pa.array(np.arange(t * k + 1, dtype=np.int32) * 3), pa.array(shape_values, pa.int32())
+    )
     return (
         pa.ListArray.from_arrays(row_offsets, binaries),
-        pa.ListArray.from_arrays(row_offsets, shape_values),
+        pa.ListArray.from_arrays(row_offsets, shapes),
     )
 
 
 def _episode_columns(task: str, episode_id: str, episode_return: float, t: int) -> dict:
     return {
-        "task": pa.array([task] * t, pa.string()),
-        "episode_id": pa.array([episode_id] * t, pa.string()),
+        "task": pa.repeat(pa.scalar(task, pa.string()), t),
+        "episode_id": pa.repeat(pa.scalar(episode_id, pa.string()), t),
         "episode_return": pa.array(np.full(t, episode_return, np.float64)),
         "episode_length": pa.array(np.full(t, t, np.int32)),
         "step": pa.array(np.arange(t, dtype=np.int32)),

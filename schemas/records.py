@@ -64,9 +64,3 @@ class TokenizedEpisode:
     @property
     def length(self) -> int:
         return len(self.steps)
-
-    @property
-    def num_tokens(self) -> int:
-        """Sequence positions, separators and image patches included."""
-        obs, act = self.steps.observation_tokens, self.steps.action_tokens
-        return int(obs.size + act.size + len(obs))

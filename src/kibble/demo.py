@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import kibble
@@ -105,7 +106,12 @@ def run_demo(
     _check_actions_round_trip(table, tokenizer, actions_taken)
     per_episode = table.group_by("episode_id").aggregate([("episode_return", "max")])
     returns = per_episode["episode_return_max"].to_numpy()
-    tokens = int(len(table) * tokenizer.tokens_per_timestep)
+    # Sequence positions as stored: observation tokens, the separator, action tokens.
+    tokens = int(
+        pc.sum(table["n_observation_tokens"]).as_py()
+        + len(table)
+        + pc.sum(table["n_action_tokens"]).as_py()
+    )
     summary = DemoSummary(
         task=DEMO_TASK,
         episodes=len(per_episode),

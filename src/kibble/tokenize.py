@@ -20,6 +20,9 @@ from kibble.tokenize.continuous import (
     tokens_to_continuous,
 )
 from kibble.tokenize.discrete import discrete_to_tokens, tokens_to_discrete
+from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer, TokenizedSteps
+from kibble.tokenize.images import image_to_patches, pad_to_patch_multiple
+from kibble.tokenize.text import TextTokenizer
 from kibble.tokenize.vocab import (
     CONTINUOUS_OFFSET,
     IMAGE_PATCH,
@@ -32,9 +35,15 @@ __all__ = [
     "IMAGE_PATCH",
     "SEPARATOR",
     "VOCAB_SIZE",
+    "EpisodeTokenizer",
+    "SpaceTokenizer",
+    "TextTokenizer",
+    "TokenizedSteps",
     "bounded_to_tokens",
     "continuous_to_tokens",
     "discrete_to_tokens",
+    "image_to_patches",
+    "pad_to_patch_multiple",
     "tokens_to_bounded",
     "tokens_to_continuous",
     "tokens_to_discrete",

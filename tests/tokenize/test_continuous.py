@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -114,3 +116,14 @@ def test_bounded_actions_round_trip_within_half_a_bin(case):
 def test_mu_law_round_trip_lands_in_the_same_bin(x):
     tokens = continuous_to_tokens(x)
     np.testing.assert_array_equal(continuous_to_tokens(tokens_to_continuous(tokens)), tokens)
+
+
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6), elements=finite),
+    st.data(),
+)
+def test_nan_anywhere_raises_naming_its_index(x, data):
+    where = tuple(data.draw(st.integers(0, n - 1)) for n in x.shape)
+    x[where] = np.nan
+    with pytest.raises(TokenizeError, match=re.escape(f"NaN at index {where}")):
+        continuous_to_tokens(x)
