@@ -1,21 +1,39 @@
-"""The random expert: uniform actions from the task's action space, seeded."""
+"""The random expert: uniform actions from the task's action space, seeded per episode."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from gymnasium import spaces
+
+RANDOM = "random"
 
 
 class RandomPolicy:
-    """Samples actions uniformly from ``action_space``; reproducible for a given seed."""
+    """Samples actions uniformly; an episode's actions depend only on its seed."""
 
-    name = "random"
+    name = RANDOM
 
-    def __init__(self, action_space: spaces.Space, seed: int | None = None) -> None:
+    def __init__(self, action_space: spaces.Space) -> None:
         self.action_space = action_space
-        self.action_space.seed(seed)
+        self._spaces: dict[int, spaces.Space] = {}
 
-    def act(self, observation: Any) -> Any:
-        """One action for one observation (the observation is ignored)."""
-        return self.action_space.sample()
+    def start_episode(self, slot: int, seed: int) -> None:
+        # A copy of the space per slot carries that slot's generator.
+        space = self._spaces.get(slot) or _copy_space(self.action_space)
+        space.seed(int(np.random.SeedSequence([seed, 0x52414E44]).generate_state(1)[0]))
+        self._spaces[slot] = space
+
+    def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
+        for slot in slots:
+            if slot not in self._spaces:
+                self.start_episode(slot, slot)
+        return [self._spaces[slot].sample() for slot in slots]
+
+
+def _copy_space(space: spaces.Space) -> spaces.Space:
+    import copy
+
+    return copy.deepcopy(space)

@@ -1,19 +1,30 @@
-"""Roll one policy out in one environment and record an ``Episode``."""
+"""Roll a policy out in several environments at once and record ``Episode``s.
+
+``run_episodes`` keeps ``num_envs`` environments stepping in lockstep so the policy
+sees a batch of observations per call (one forward pass for a neural expert).
+Each episode depends only on its seed and the policy, never on how many
+environments ran beside it or in which slot, so results are reproducible.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from kibble.experts.policy import Policy
 from kibble.schemas.records import Episode
 
 
-class Policy(Protocol):
-    name: str
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode to roll out: its id and its reset seed."""
 
-    def act(self, observation: Any) -> Any: ...
+    episode_id: str
+    seed: int
 
 
 def make_episode_id(task: str, base_seed: int, index: int) -> str:
@@ -31,39 +42,82 @@ def _stack(values: list[Any]) -> Any:
     return np.stack([np.asarray(v) for v in values])
 
 
-def rollout_episode(
-    env: gym.Env,
-    policy: Policy,
-    task: str,
-    episode_id: str,
-    seed: int,
-    max_steps: int | None = None,
-) -> Episode:
-    """Reset ``env`` with ``seed`` and step ``policy`` until the episode ends.
+@dataclass
+class _Recorder:
+    job: EpisodeJob
+    observation: Any
+    observations: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+    terminated: list = field(default_factory=list)
+    truncated: list = field(default_factory=list)
+    success: bool | None = None
 
-    ``max_steps`` cuts the rollout (both flags stay False on the last step then,
-    so a cut episode is told apart from one the environment ended).
+    def episode(self, task: str, expert: str) -> Episode:
+        return Episode(
+            task=task,
+            episode_id=self.job.episode_id,
+            observations=_stack(self.observations),
+            actions=_stack(self.actions),
+            rewards=np.asarray(self.rewards, np.float64),
+            terminated=np.asarray(self.terminated, bool),
+            truncated=np.asarray(self.truncated, bool),
+            seed=self.job.seed,
+            expert=expert,
+            success=self.success,
+        )
+
+
+def run_episodes(
+    make_env: Callable[[], gym.Env],
+    policy: Policy,
+    jobs: Iterable[EpisodeJob],
+    task: str,
+    num_envs: int = 1,
+    max_steps: int | None = None,
+) -> Iterator[Episode]:
+    """Roll ``policy`` out for every job, ``num_envs`` environments at a time.
+
+    Episodes are yielded as they finish (so not in job order when ``num_envs > 1``).
+    ``max_steps`` cuts an episode: its last step then has neither flag set. Meta-World
+    style ``info["success"]`` is recorded as whether the episode ever succeeded.
     """
-    obs, _ = env.reset(seed=seed)
-    observations, actions, rewards, terminated, truncated = [], [], [], [], []
-    while True:
-        action = policy.act(obs)
-        observations.append(obs)
-        actions.append(action)
-        obs, reward, term, trunc, _ = env.step(action)
-        rewards.append(float(reward))
-        terminated.append(bool(term))
-        truncated.append(bool(trunc))
-        if term or trunc or (max_steps is not None and len(rewards) >= max_steps):
-            break
-    return Episode(
-        task=task,
-        episode_id=episode_id,
-        observations=_stack(observations),
-        actions=_stack(actions),
-        rewards=np.asarray(rewards, np.float64),
-        terminated=np.asarray(terminated, bool),
-        truncated=np.asarray(truncated, bool),
-        seed=seed,
-        expert=policy.name,
-    )
+    pending = iter(jobs)
+    envs: list[gym.Env] = []
+    active: dict[int, _Recorder] = {}
+
+    def start(slot: int) -> None:
+        job = next(pending, None)
+        if job is None:
+            active.pop(slot, None)
+            return
+        obs, _ = envs[slot].reset(seed=job.seed)
+        policy.start_episode(slot, job.seed)
+        active[slot] = _Recorder(job, obs)
+
+    try:
+        for slot in range(max(1, num_envs)):
+            envs.append(make_env())
+            start(slot)
+            if slot not in active:
+                break
+        while active:
+            slots = sorted(active)
+            actions = policy.act([active[s].observation for s in slots], slots)
+            for slot, action in zip(slots, actions, strict=True):
+                rec = active[slot]
+                obs, reward, terminated, truncated, info = envs[slot].step(action)
+                rec.observations.append(rec.observation)
+                rec.actions.append(action)
+                rec.rewards.append(float(reward))
+                rec.terminated.append(bool(terminated))
+                rec.truncated.append(bool(truncated))
+                if "success" in info:
+                    rec.success = bool(rec.success) or bool(info["success"])
+                rec.observation = obs
+                if terminated or truncated or (max_steps and len(rec.rewards) >= max_steps):
+                    yield rec.episode(task, policy.name)
+                    start(slot)
+    finally:
+        for env in envs:
+            env.close()

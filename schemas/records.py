@@ -28,6 +28,8 @@ class Episode:
     rewards: (T,) float64. terminated, truncated: (T,) bool, kept separate as in
     Gymnasium (an episode can end by either, or by neither if the rollout was cut).
     seed: the reset seed that reproduces it. expert: where the actions came from.
+    success: whether the environment ever reported ``info["success"]`` (None if it
+    reports no success, as most non-robotics tasks).
     """
 
     task: str
@@ -39,6 +41,7 @@ class Episode:
     truncated: NDArray[np.bool_]
     seed: int | None = None
     expert: str = ""
+    success: bool | None = None
 
     @property
     def length(self) -> int:

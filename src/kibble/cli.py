@@ -32,6 +32,25 @@ app.add_typer(expert_app, name="expert", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline", no_args_is_help=True)
 
 
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    """``["lr=1e-4", "gamma=0.995"]`` -> {"lr": 0.0001, "gamma": 0.995} (values as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KibbleError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _not_built(command: str, issue: int) -> NoReturn:
     typer.echo(f"kibble {command} is not built yet (tracked in issue #{issue}).", err=True)
     raise typer.Exit(1)
@@ -43,17 +62,90 @@ def tasks(
         str | None, typer.Option(help="Only this family: gym, atari, dmc, metaworld, procgen.")
     ] = None,
 ) -> None:
-    """List tasks, one per line, with their spaces and expert sources."""
-    _not_built("tasks", 3)
+    """List tasks, one per line: id, observation and action spaces, expert sources.
+
+    Any other registered Gymnasium id also works as gym/<id>. The first listing builds
+    every environment to read its spaces (about half a minute); later ones are cached.
+    """
+    from rich.progress import track
+
+    from kibble.envs import list_tasks
+
+    listed = list_tasks(family)
+    rows = []
+    for task in track(listed, description="reading spaces", transient=True, console=_stderr()):
+        rows.append((task, *task.space_descriptions()))
+    width = max((len(t.id) for t, _, _ in rows), default=0)
+    for task, obs, act in rows:
+        note = f"  # {task.note}" if task.note else ""
+        experts = ",".join(task.expert_sources)
+        typer.echo(f"{task.id:<{width}}  obs={obs}  act={act}  experts={experts}{note}")
 
 
 @expert_app.command("train")
 def expert_train(
     task: Annotated[str, typer.Argument(help="Task id, e.g. gym/CartPole-v1.")],
-    out: Annotated[Path, typer.Option(help="Checkpoint directory.")],
+    out: Annotated[Path, typer.Option(help="Expert directory (resumed if it exists).")],
+    algorithm: Annotated[
+        str | None, typer.Option(help="PPO or SAC (default PPO; SAC for continuous actions).")
+    ] = None,
+    timesteps: Annotated[int, typer.Option(help="Total environment steps to train for.")] = 200_000,
+    target_return: Annotated[
+        float | None, typer.Option(help="Stop once the mean training return reaches this.")
+    ] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    num_env_runners: Annotated[int, typer.Option(help="RLlib env-runner processes.")] = 0,
+    num_envs: Annotated[int, typer.Option(help="Environments per env runner.")] = 4,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N iterations.")] = 5,
+    seed: Annotated[int, typer.Option(help="RLlib seed.")] = 0,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Use an existing Ray cluster (default: a local Ray).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override an RLlib AlgorithmConfig field: --set lr=1e-4."),
+    ] = None,
 ) -> None:
-    """Train an RLlib expert for TASK and checkpoint it to --out."""
-    _not_built("expert train", 3)
+    """Train an RLlib expert for TASK, checkpointing to --out; rerun to resume."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kibble.experts.rllib_train import ExpertTrainConfig, train_expert
+
+    cfg = ExpertTrainConfig(
+        task=task,
+        out=out,
+        algorithm=algorithm,
+        timesteps=timesteps,
+        target_return=target_return,
+        max_minutes=max_minutes,
+        num_env_runners=num_env_runners,
+        num_envs_per_env_runner=num_envs,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        ray_address=ray_address,
+        overrides=_parse_overrides(set_ or []),
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=_stderr(),
+    ) as bar:
+        job = bar.add_task(f"training {task}", total=timesteps, status="starting Ray")
+
+        def show(report) -> None:
+            ret = "n/a" if report.return_mean is None else f"{report.return_mean:.1f}"
+            status = f"iter {report.iteration} return {ret}"
+            bar.update(job, completed=report.env_steps, status=status)
+
+        meta = train_expert(cfg, on_iteration=show)
+    progress = meta.get("progress") or {}
+    typer.echo(
+        f"{task}: {meta['algorithm']} trained to {progress.get('env_steps', 0):,} env steps, "
+        f"mean training return {progress.get('return_mean')}; checkpoint in {out / 'checkpoint'}"
+    )
 
 
 @expert_app.command("eval")
@@ -62,9 +154,27 @@ def expert_eval(
     expert: Annotated[str, typer.Option(help="Checkpoint path, 'scripted' or 'random'.")],
     episodes: Annotated[int, typer.Option(help="Evaluation episodes.")],
     out: Annotated[Path, typer.Option(help="Expert card JSON to write.")],
+    seed: Annotated[int, typer.Option(help="Episode i resets with seed + i.")] = 0,
+    num_envs: Annotated[int, typer.Option(help="Environments stepped together.")] = 4,
 ) -> None:
-    """Evaluate an expert on TASK and write its expert card."""
-    _not_built("expert eval", 3)
+    """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""
+    from rich.progress import Progress
+
+    from kibble.experts.card import make_card, write_card
+
+    total = episodes if expert == "random" else 2 * episodes
+    with Progress(console=_stderr()) as bar:
+        label = expert if expert == "random" else f"{expert} and random"
+        job = bar.add_task(f"evaluating {label}", total=total)
+        card = make_card(
+            task, expert, episodes, seed, num_envs, on_episode=lambda _: bar.advance(job)
+        )
+    write_card(card, out)
+    sr = "" if card.success_rate is None else f", success rate {card.success_rate:.2f}"
+    typer.echo(
+        f"{task} {expert}: return {card.expert_return.mean:.1f} +- {card.expert_return.std:.1f} "
+        f"over {episodes} episodes{sr}; random policy {card.random_return.mean:.1f}; wrote {out}"
+    )
 
 
 @app.command()
@@ -131,7 +241,7 @@ def demo(
 
     summary = run_demo(
         DemoConfig(out=out, episodes=episodes, seed=seed),
-        progress=lambda it: track(it, description="rollout + tokenize + write"),
+        progress=lambda it, total: track(it, total=total, description="rollout + tokenize + write"),
     )
     typer.echo(
         f"{summary.task}: {summary.episodes} episodes, {summary.steps} steps, "

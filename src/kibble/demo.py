@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import kibble
+from kibble.envs import make_env
 from kibble.errors import KibbleError
 from kibble.experts.random import RandomPolicy
-from kibble.pipelines.rollout import make_episode_id, rollout_episode
+from kibble.pipelines.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.pipelines.tokenizing import tokenize_episode
 from kibble.schemas import (
     RAW_EPISODE_SCHEMA,
@@ -71,15 +71,25 @@ class DemoSummary:
     kibble_version: str
 
 
-def run_demo(
-    config: DemoConfig, progress: Callable[[Iterable[int]], Iterable[int]] = iter
-) -> DemoSummary:
-    """Roll out, tokenize, write, read back, validate and summarise. ``progress`` wraps the loop."""
+def _no_progress(items: Iterable, total: int) -> Iterable:
+    return items
+
+
+def run_demo(config: DemoConfig, progress: Callable[..., Iterable] = _no_progress) -> DemoSummary:
+    """Roll out, tokenize, write, read back, validate and summarise.
+
+    ``progress(items, total=n)`` wraps the episode loop (a progress bar in the CLI).
+    """
     if config.episodes < 1:
         raise KibbleError(f"--episodes must be at least 1, got {config.episodes}")
-    env = gym.make(DEMO_TASK.removeprefix("gym/"))
+    env = make_env(DEMO_TASK)
     tokenizer = EpisodeTokenizer(env.observation_space, env.action_space)
-    policy = RandomPolicy(env.action_space, seed=config.seed)
+    policy = RandomPolicy(env.action_space)
+    jobs = [
+        EpisodeJob(make_episode_id(DEMO_TASK, config.seed, i), config.seed + i)
+        for i in range(config.episodes)
+    ]
+    episodes = run_episodes(lambda: make_env(DEMO_TASK), policy, jobs, DEMO_TASK)
     tokenized_path = config.out / "data" / "part-00000.parquet"
     raw_path = config.out / "raw" / "part-00000.parquet"
     actions_taken = {}
@@ -87,14 +97,7 @@ def run_demo(
         EpisodeFileWriter(tokenized_path, TOKENIZED_EPISODE_SCHEMA) as tokenized,
         EpisodeFileWriter(raw_path, RAW_EPISODE_SCHEMA) as raw,
     ):
-        for i in progress(range(config.episodes)):
-            episode = rollout_episode(
-                env,
-                policy,
-                task=DEMO_TASK,
-                episode_id=make_episode_id(DEMO_TASK, config.seed, i),
-                seed=config.seed + i,
-            )
+        for episode in progress(episodes, total=len(jobs)):
             actions_taken[episode.episode_id] = episode.actions
             raw.write(raw_episode_to_table(episode, env.observation_space, env.action_space))
             tokenized.write(tokenized_episode_to_table(tokenize_episode(episode, tokenizer)))

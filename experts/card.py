@@ -1,0 +1,165 @@
+"""Expert cards: how good an expert is on a task, measured, as JSON (SPEC section 2).
+
+A card records, for one task and one expert source, the return over N evaluation
+episodes (mean, std, min, max), the success rate where the environment reports
+one, the random policy's return on the same seeds, N, the seeds and the package
+versions. Episode i resets with seed ``seed + i``; the expert and the random policy
+are deterministic given that seed, so a card is reproducible. Cards drive
+filtering thresholds and expert-normalized scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from kibble.envs import get_task
+from kibble.errors import KibbleError
+from kibble.experts.random import RANDOM
+from kibble.experts.sources import load_expert
+from kibble.pipelines.rollout import EpisodeJob, run_episodes
+from kibble.schemas.records import Episode
+
+CARD_VERSION = "1"
+_VERSIONED_PACKAGES = (
+    "kibble", "gymnasium", "numpy", "torch", "ray", "ale-py", "dm-control", "mujoco",
+    "metaworld", "procgen2",
+)  # fmt: skip
+
+
+@dataclass
+class ReturnStats:
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, returns: Iterable[float]) -> ReturnStats:
+        r = np.asarray(list(returns), np.float64)
+        return cls(float(r.mean()), float(r.std()), float(r.min()), float(r.max()))
+
+
+@dataclass
+class ExpertCard:
+    """One expert's measured quality on one task."""
+
+    task: str
+    expert: str
+    episodes: int
+    seeds: list[int]
+    expert_return: ReturnStats
+    random_return: ReturnStats
+    success_rate: float | None
+    random_success_rate: float | None
+    length_mean: float
+    versions: dict[str, str]
+    card_version: str = CARD_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExpertCard:
+        d = dict(d)
+        d["expert_return"] = ReturnStats(**d["expert_return"])
+        d["random_return"] = ReturnStats(**d["random_return"])
+        return cls(**d)
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _success_rate(episodes: list[Episode]) -> float | None:
+    flags = [e.success for e in episodes if e.success is not None]
+    return float(np.mean(flags)) if flags else None
+
+
+def evaluate(
+    task_id: str,
+    source: str,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int = 4,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> list[Episode]:
+    """Roll ``source`` out for ``episodes`` episodes on seeds ``seed .. seed + episodes - 1``."""
+    if episodes < 1:
+        raise KibbleError(f"--episodes must be at least 1, got {episodes}")
+    task = get_task(task_id)
+    probe = task.make()
+    policy = load_expert(task, source, probe.observation_space, probe.action_space)
+    probe.close()
+    jobs = [EpisodeJob(f"{task_id}#eval#{seed + i}", seed + i) for i in range(episodes)]
+    out = []
+    for episode in run_episodes(task.make, policy, jobs, task_id, num_envs=num_envs):
+        out.append(episode)
+        if on_episode:
+            on_episode(episode)
+    return sorted(out, key=lambda e: e.seed)
+
+
+def make_card(
+    task_id: str,
+    source: str,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int = 4,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> ExpertCard:
+    """Measure ``source`` and the random policy on the same seeds."""
+    expert = evaluate(task_id, source, episodes, seed, num_envs, on_episode)
+    rand = (
+        expert
+        if source == RANDOM
+        else evaluate(task_id, RANDOM, episodes, seed, num_envs, on_episode)
+    )
+    return ExpertCard(
+        task=task_id,
+        expert=source,
+        episodes=episodes,
+        seeds=[e.seed for e in expert],
+        expert_return=ReturnStats.of(e.episode_return for e in expert),
+        random_return=ReturnStats.of(e.episode_return for e in rand),
+        success_rate=_success_rate(expert),
+        random_success_rate=_success_rate(rand),
+        length_mean=float(np.mean([e.length for e in expert])),
+        versions=package_versions(),
+    )
+
+
+def write_card(card: ExpertCard, path: str | Path) -> None:
+    """Write atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(card.to_json())
+    os.replace(tmp, path)
+
+
+def read_card(path: str | Path) -> ExpertCard:
+    path = Path(path)
+    try:
+        return ExpertCard.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError as e:
+        raise KibbleError(
+            f"expert card {path} does not exist; make one with `kibble expert eval`"
+        ) from e
+    except (json.JSONDecodeError, TypeError, KeyError) as e:
+        raise KibbleError(f"{path} is not a kibble expert card: {e}") from e
+
+
+__all__ = ["ExpertCard", "ReturnStats", "make_card", "read_card", "write_card"]

@@ -1,0 +1,125 @@
+"""RLlib experts at rollout time: a checkpoint's RLModule, batched, no Algorithm, no Ray.
+
+``RLModule.from_checkpoint`` loads the policy network alone (about 0.2 s, no
+``ray.init``). ``act`` stacks the observations of all environment slots into one
+batch and makes one ``forward_inference`` call. Actions are the distribution's
+deterministic choice (argmax for discrete, the mean for Gaussian policies), then
+mapped to the environment's action space as RLlib's env runners do
+(``normalize_actions``: module outputs in [-1, 1] are unsquashed to [low, high]).
+
+Checkpoints are pickles (RLlib's format): load only checkpoints you trust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from kibble.envs.registry import describe_space
+from kibble.errors import KibbleError
+
+log = logging.getLogger(__name__)
+
+MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
+CHECKPOINT_SUBDIR = "checkpoint"  # inside an expert directory written by `kibble expert train`
+EXPERT_METADATA = "kibble_expert.json"
+
+
+def find_module_dir(path: str | Path) -> Path:
+    """The RLModule directory inside an expert dir, an Algorithm checkpoint or itself."""
+    root = Path(path)
+    if not root.exists():
+        raise KibbleError(
+            f"expert checkpoint {root} does not exist; train one with "
+            "`kibble expert train TASK --out DIR`, or use --expert scripted / random"
+        )
+    for candidate in (root / CHECKPOINT_SUBDIR / MODULE_SUBDIR, root / MODULE_SUBDIR, root):
+        if (candidate / "class_and_ctor_args.pkl").is_file():
+            return candidate
+    raise KibbleError(
+        f"{root} is not an RLlib checkpoint: found no RLModule "
+        f"(expected {CHECKPOINT_SUBDIR}/{MODULE_SUBDIR}/class_and_ctor_args.pkl); "
+        "point --expert at the directory `kibble expert train --out` wrote"
+    )
+
+
+def spaces_match(a: spaces.Space, b: spaces.Space) -> bool:
+    """Same kind, shape and bounds (dtype differences such as float32/float64 allowed)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, spaces.Box):
+        return (
+            a.shape == b.shape
+            and np.allclose(a.low, b.low, equal_nan=True)
+            and np.allclose(a.high, b.high, equal_nan=True)
+        )
+    if isinstance(a, spaces.Discrete):
+        return a.n == b.n and a.start == b.start
+    return a == b
+
+
+class RLlibPolicy:
+    """A trained RLlib policy, deterministic, batched over environment slots."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        task: str = "",
+    ) -> None:
+        module_dir = find_module_dir(checkpoint)
+        import torch
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        try:
+            self.module = RLModule.from_checkpoint(str(module_dir))
+        except (FileNotFoundError, ValueError, TypeError) as e:
+            raise KibbleError(f"{checkpoint}: could not load the RLModule: {e}") from e
+        self.module.eval()
+        self._torch = torch
+        self.name = str(checkpoint)
+        for what, ours, theirs in (
+            ("observation", observation_space, self.module.observation_space),
+            ("action", action_space, self.module.action_space),
+        ):
+            if not spaces_match(ours, theirs):
+                raise KibbleError(
+                    f"the checkpoint {checkpoint} was trained on another {what} space than "
+                    f"{task or 'this task'} has: checkpoint {describe_space(theirs)}, "
+                    f"task {describe_space(ours)}"
+                )
+        self.action_space = action_space
+        self._dist_cls = self.module.get_inference_action_dist_cls()
+
+    def start_episode(self, slot: int, seed: int) -> None:
+        """Deterministic and memoryless: nothing to reset."""
+
+    def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
+        from ray.rllib.core.columns import Columns
+        from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+        obs = self._torch.from_numpy(np.stack(observations))  # (B, *obs_shape)
+        if obs.dtype == self._torch.float64:
+            obs = obs.float()
+        with self._torch.no_grad():
+            out = self.module.forward_inference({Columns.OBS: obs})
+            dist = self._dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
+            actions = dist.to_deterministic().sample().numpy()  # (B, *act_shape)
+        if isinstance(self.action_space, spaces.Box):
+            actions = unsquash_action(actions, self.action_space)
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            return [a.astype(self.action_space.dtype) for a in actions]
+        return [a for a in actions]
+
+
+def read_expert_metadata(path: str | Path) -> dict | None:
+    """The ``kibble_expert.json`` that `kibble expert train` writes next to its checkpoint."""
+    meta = Path(path) / EXPERT_METADATA
+    return json.loads(meta.read_text()) if meta.is_file() else None

@@ -1,0 +1,251 @@
+"""Train a per-task expert with RLlib (new API stack): defaults per family, resumable.
+
+An expert directory holds ``checkpoint/`` (an RLlib Algorithm checkpoint, replaced
+atomically each time), ``kibble_expert.json`` (task, algorithm, spaces, settings,
+progress) and ``progress.jsonl`` (one line per training iteration). Running the
+command again on the same directory resumes from the checkpoint.
+
+Defaults: PPO for discrete actions and for image observations (with a CNN sized for
+the family's frames), PPO for continuous control too (SAC with ``--algorithm SAC``).
+Any AlgorithmConfig field can be overridden (``--set lr=1e-4``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gymnasium import spaces
+
+import kibble
+from kibble.envs import describe_space, get_task
+from kibble.errors import KibbleError
+from kibble.experts.rllib_policy import CHECKPOINT_SUBDIR, EXPERT_METADATA, read_expert_metadata
+from kibble.tokenize.spaces import is_image_space
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("PPO", "SAC")
+
+
+@dataclass
+class ExpertTrainConfig:
+    """What `kibble expert train` does."""
+
+    task: str
+    """Task id, e.g. gym/CartPole-v1."""
+    out: Path
+    """Expert directory: checkpoint, metadata, progress. Resumed when it exists."""
+    algorithm: str | None = None
+    """PPO or SAC; default: PPO (SAC is an option for continuous actions)."""
+    timesteps: int = 200_000
+    """Stop after this many environment steps (in total, across resumes)."""
+    target_return: float | None = None
+    """Stop as soon as the mean training return reaches this."""
+    max_minutes: float | None = None
+    """Stop after this much wall time in this run."""
+    num_env_runners: int = 0
+    """RLlib env-runner processes; 0 samples in the driver (best on 2 cores)."""
+    num_envs_per_env_runner: int = 4
+    """Environments each env runner steps together (batched inference)."""
+    checkpoint_every: int = 5
+    """Checkpoint every this many iterations (and at the end)."""
+    seed: int = 0
+    """RLlib's seed."""
+    ray_address: str | None = None
+    """An existing Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """AlgorithmConfig fields to override, e.g. {"lr": 1e-4}."""
+
+
+def _cnn_filters(shape: tuple[int, ...]) -> list[list[Any]]:
+    """Conv stack for an image observation: strides 4, 2, 2 (80x80 -> 5x5, 64x64 -> 4x4)."""
+    return [[32, [8, 8], 4], [64, [4, 4], 2], [64, [3, 3], 2]]
+
+
+def build_algorithm_config(cfg: ExpertTrainConfig, env_name: str, obs_space, act_space):
+    """The RLlib AlgorithmConfig for this task: family defaults, then overrides."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.algorithms.sac import SACConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    algorithm = (cfg.algorithm or "PPO").upper()
+    if algorithm not in ALGORITHMS:
+        raise KibbleError(
+            f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {cfg.algorithm!r}"
+        )
+    continuous = isinstance(act_space, spaces.Box)
+    if algorithm == "SAC" and not continuous:
+        raise KibbleError(
+            f"SAC needs continuous actions; {cfg.task} has {describe_space(act_space)}"
+        )
+    image = is_image_space(obs_space)
+    if algorithm == "SAC":
+        config = SACConfig().training(
+            num_steps_sampled_before_learning_starts=1000,
+            train_batch_size_per_learner=256,
+            replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 200_000},
+        )
+        config = config.reporting(min_sample_timesteps_per_iteration=1000)
+        model = DefaultModelConfig(fcnet_hiddens=[256, 256])
+    elif image:
+        config = PPOConfig().training(
+            train_batch_size_per_learner=2048,
+            minibatch_size=256,
+            num_epochs=4,
+            lr=2.5e-4,
+            entropy_coeff=0.01,
+            vf_loss_coeff=0.5,
+            clip_param=0.1,
+            grad_clip=0.5,
+        )
+        model = DefaultModelConfig(
+            conv_filters=_cnn_filters(obs_space.shape), fcnet_hiddens=[256], vf_share_layers=True
+        )
+    else:
+        config = PPOConfig().training(
+            train_batch_size_per_learner=2000,
+            minibatch_size=250,
+            num_epochs=10,
+            lr=3e-4,
+            gamma=0.99,
+            lambda_=0.95,
+        )
+        model = DefaultModelConfig(fcnet_hiddens=[64, 64] if continuous else [256, 256])
+    config = (
+        config.environment(env_name)
+        .env_runners(
+            num_env_runners=cfg.num_env_runners,
+            num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+        )
+        .rl_module(model_config=model)
+        .debugging(seed=cfg.seed)
+    )
+    if cfg.overrides:
+        try:
+            config = config.update_from_dict(cfg.overrides)
+        except (AttributeError, TypeError, ValueError, KeyError) as e:
+            raise KibbleError(f"cannot apply --set {cfg.overrides}: {e}") from e
+    return algorithm, config
+
+
+@dataclass
+class IterationReport:
+    iteration: int
+    env_steps: int
+    return_mean: float | None
+    seconds: float
+
+
+def _save_checkpoint(algo: Any, out: Path) -> None:
+    """Write the checkpoint beside the old one, then swap, so one always exists whole."""
+    final, tmp, old = (
+        out / CHECKPOINT_SUBDIR,
+        out / f".{CHECKPOINT_SUBDIR}.tmp",
+        out / f".{CHECKPOINT_SUBDIR}.old",
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(str(tmp.resolve()))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train_expert(
+    cfg: ExpertTrainConfig, on_iteration: Callable[[IterationReport], None] | None = None
+) -> dict:
+    """Train (or resume) an expert; returns the metadata written to ``kibble_expert.json``."""
+    task = get_task(cfg.task)
+    probe = task.make()
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    out = Path(cfg.out)
+    previous = read_expert_metadata(out)
+    if previous is not None and previous.get("task") != cfg.task:
+        raise KibbleError(
+            f"{out} holds an expert for {previous.get('task')}, not {cfg.task}; "
+            "choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+    import ray
+    from ray.tune.registry import register_env
+
+    env_name = f"kibble:{cfg.task}"
+    task_id = cfg.task
+    register_env(env_name, lambda _env_config: get_task(task_id).make())
+    algorithm, config = build_algorithm_config(cfg, env_name, obs_space, act_space)
+    if not ray.is_initialized():
+        if cfg.ray_address:
+            ray.init(address=cfg.ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    algo = config.build_algo()
+    checkpoint = out / CHECKPOINT_SUBDIR
+    if checkpoint.exists():
+        algo.restore_from_path(str(checkpoint.resolve()))
+        log.info("resumed %s from %s", cfg.task, checkpoint)
+
+    metadata = {
+        "task": cfg.task,
+        "algorithm": algorithm,
+        "observation_space": describe_space(obs_space),
+        "action_space": describe_space(act_space),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "kibble_version": kibble.__version__,
+        "progress": previous.get("progress") if previous else None,
+    }
+    # Written before training too, so an interrupted run is recognised when resumed.
+    (out / EXPERT_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    started = time.monotonic()
+    report = None
+    try:
+        with (out / "progress.jsonl").open("a") as progress:
+            while True:
+                result = algo.train()
+                runners = result.get("env_runners", {})
+                report = IterationReport(
+                    iteration=int(result["training_iteration"]),
+                    env_steps=int(result.get("num_env_steps_sampled_lifetime", 0)),
+                    return_mean=_finite(runners.get("episode_return_mean")),
+                    seconds=time.monotonic() - started,
+                )
+                progress.write(json.dumps(asdict(report)) + "\n")
+                progress.flush()
+                if on_iteration:
+                    on_iteration(report)
+                done = (
+                    report.env_steps >= cfg.timesteps
+                    or (
+                        cfg.target_return is not None
+                        and report.return_mean is not None
+                        and report.return_mean >= cfg.target_return
+                    )
+                    or (cfg.max_minutes is not None and report.seconds >= 60 * cfg.max_minutes)
+                )
+                if done or report.iteration % cfg.checkpoint_every == 0:
+                    _save_checkpoint(algo, out)
+                if done:
+                    break
+    finally:
+        algo.stop()
+    metadata["progress"] = asdict(report) if report else None
+    (out / EXPERT_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x and abs(x) != float("inf") else None
