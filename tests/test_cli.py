@@ -27,9 +27,9 @@ def test_help_lists_every_command_of_the_spec():
 @pytest.mark.parametrize(
     "args",
     [
-        ["tasks"],
-        ["expert", "train", "gym/CartPole-v1", "--out", "x"],
+        ["rollout", "gym/CartPole-v1", "--expert", "random", "--episodes", "1", "--out", "x"],
         ["inspect", "somewhere"],
+        ["train", "mixture.yaml", "--out", "x"],
     ],
 )
 def test_commands_not_built_yet_say_so_and_exit_non_zero(args):

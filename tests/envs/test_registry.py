@@ -1,0 +1,98 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from kibble.envs import describe_space, get_task, list_tasks, make_env
+from kibble.errors import KibbleError
+
+
+def test_every_family_is_listed_at_full_size():
+    import ale_py
+    from dm_control import suite
+
+    gym.register_envs(ale_py)
+    counts = {}
+    for task in list_tasks():
+        counts[task.family] = counts.get(task.family, 0) + 1
+    ale_games = [k for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")]
+    assert counts["atari"] == len(ale_games) >= 100
+    assert counts["dmc"] == len(suite.BENCHMARKING) == 28
+    assert counts["metaworld"] == 50
+    assert counts["procgen"] == 16
+    assert counts["gym"] == 16  # 5 classic control + 11 MuJoCo
+
+
+def test_unknown_task_names_the_closest_ids():
+    with pytest.raises(KibbleError, match=r"unknown task 'atari/Pongg'.*atari/Pong"):
+        get_task("atari/Pongg")
+    with pytest.raises(KibbleError, match="family/name"):
+        get_task("CartPole-v1")
+    with pytest.raises(KibbleError, match="unknown task family 'nes'"):
+        get_task("nes/Mario")
+
+
+def test_any_registered_gymnasium_id_is_a_task():
+    env = make_env("gym/FrozenLake-v1")
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+
+
+def test_atari_frames_are_80x80_grayscale_images():
+    env = make_env("atari/Breakout")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (80, 80, 1) and obs.dtype == np.uint8
+    assert describe_space(env.observation_space) == "image 80x80x1"
+    obs, *_ = env.step(env.action_space.sample())
+    assert obs.shape == (80, 80, 1)
+
+
+def test_dmc_state_observations_and_truncation_at_1000_steps():
+    env = make_env("dmc/cartpole-swingup")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (5,) and env.action_space.shape == (1,)
+    steps, truncated, terminated = 0, False, False
+    while not (terminated or truncated):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+    assert steps == 1000 and truncated and not terminated
+
+
+def test_dmc_reset_seed_reproduces_the_initial_state():
+    a, b = make_env("dmc/walker-walk"), make_env("dmc/walker-walk")
+    np.testing.assert_array_equal(a.reset(seed=7)[0], b.reset(seed=7)[0])
+    assert not np.array_equal(a.reset(seed=8)[0], b.reset(seed=7)[0])
+
+
+def test_metaworld_variation_is_chosen_by_the_reset_seed():
+    env = make_env("metaworld/reach-v3")
+    first, info = env.reset(seed=3)
+    again, info_again = env.reset(seed=3)
+    np.testing.assert_array_equal(first, again)
+    assert info["variation"] == info_again["variation"]
+    variations = {env.reset(seed=s)[1]["variation"] for s in range(10)}
+    assert len(variations) > 1
+
+
+def test_metaworld_end_on_success_option():
+    env = make_env("metaworld/reach-v3", max_episode_steps=20)
+    env.reset(seed=0)
+    for _ in range(20):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    assert truncated  # the extra TimeLimit cut it at 20 steps
+
+
+def test_procgen_reset_seed_reproduces_the_level():
+    a, b = make_env("procgen/coinrun"), make_env("procgen/coinrun")
+    oa, ia = a.reset(seed=5)
+    ob, ib = b.reset(seed=5)
+    np.testing.assert_array_equal(oa, ob)
+    assert ia["level_seed"] == ib["level_seed"]
+    assert oa.shape == (64, 64, 3)
+
+
+def test_listing_descriptions_come_from_the_real_spaces(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    task = get_task("gym/CartPole-v1")
+    assert task.space_descriptions() == ("Box(4,) float32 unbounded", "Discrete(2)")

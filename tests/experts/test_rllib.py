@@ -1,0 +1,112 @@
+"""RLlib experts end to end on a tiny budget: train -> checkpoint -> resume -> load -> eval.
+
+Slow (Ray starts, PPO builds): one CartPole expert is trained once for the module.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kibble.envs import get_task
+from kibble.errors import KibbleError
+from kibble.experts.card import make_card
+from kibble.experts.rllib_policy import RLlibPolicy
+
+pytestmark = pytest.mark.slow
+KIBBLE = Path(sys.executable).parent / "kibble"
+
+
+def kibble(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KIBBLE), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def expert_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("expert") / "cartpole"
+    done = kibble(
+        "expert", "train", "gym/CartPole-v1", "--out", str(out),
+        "--timesteps", "500", "--set", "train_batch_size_per_learner=500",
+        "--set", "minibatch_size=100", "--set", "num_epochs=1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_training_writes_checkpoint_metadata_and_progress(expert_dir):
+    assert (expert_dir / "checkpoint").is_dir()
+    meta = json.loads((expert_dir / "kibble_expert.json").read_text())
+    assert meta["task"] == "gym/CartPole-v1" and meta["algorithm"] == "PPO"
+    assert meta["progress"]["env_steps"] >= 500
+    lines = (expert_dir / "progress.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["iteration"] == len(lines)
+
+
+def test_training_resumes_from_the_checkpoint(expert_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "resumed"
+    shutil.copytree(expert_dir, copy)
+    before = json.loads((copy / "kibble_expert.json").read_text())["progress"]
+    done = kibble(
+        "expert", "train", "gym/CartPole-v1", "--out", str(copy), "--timesteps", "1000",
+        "--set", "train_batch_size_per_learner=500", "--set", "minibatch_size=100",
+        "--set", "num_epochs=1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    after = json.loads((copy / "kibble_expert.json").read_text())["progress"]
+    assert after["iteration"] > before["iteration"]
+    assert after["env_steps"] > before["env_steps"]
+
+
+def test_checkpoint_loads_without_ray_and_acts_batched(expert_dir):
+    task = get_task("gym/CartPole-v1")
+    obs_space, act_space = task.spaces()
+    policy = RLlibPolicy(expert_dir, obs_space, act_space, task.id)
+    obs = [obs_space.sample() for _ in range(5)]
+    actions = policy.act(obs, list(range(5)))
+    assert len(actions) == 5 and all(act_space.contains(int(a)) for a in actions)
+    # Deterministic: the same observations give the same actions.
+    np.testing.assert_array_equal(actions, policy.act(obs, list(range(5))))
+
+
+def test_expert_card_from_the_checkpoint(expert_dir, tmp_path):
+    card_path = tmp_path / "card.json"
+    done = kibble(
+        "expert", "eval", "gym/CartPole-v1", "--expert", str(expert_dir),
+        "--episodes", "3", "--out", str(card_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    card = json.loads(card_path.read_text())
+    assert card["expert"] == str(expert_dir) and card["episodes"] == 3
+    assert card["expert_return"]["min"] >= 1
+
+
+def test_checkpoint_of_other_spaces_is_refused(expert_dir):
+    task = get_task("gym/Acrobot-v1")
+    with pytest.raises(KibbleError, match="trained on another observation space"):
+        RLlibPolicy(expert_dir, *task.spaces(), task.id)
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "not_a_checkpoint"])
+def test_bad_checkpoint_paths_are_one_paragraph_errors(tmp_path, make_bad):
+    path = tmp_path / "expert"
+    if make_bad == "not_a_checkpoint":
+        path.mkdir()
+        (path / "notes.txt").write_text("hello")
+    done = kibble(
+        "expert", "eval", "gym/CartPole-v1", "--expert", str(path), "--episodes", "1",
+        "--out", str(tmp_path / "c.json"),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    expected = "does not exist" if make_bad == "missing" else "is not an RLlib checkpoint"
+    assert expected in done.stderr
+
+
+def test_card_with_mismatched_checkpoint_via_api(expert_dir):
+    with pytest.raises(KibbleError, match="another"):
+        make_card("gym/MountainCar-v0", str(expert_dir), episodes=1)

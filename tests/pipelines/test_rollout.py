@@ -1,0 +1,32 @@
+import numpy as np
+
+from kibble.envs import get_task
+from kibble.experts.random import RandomPolicy
+from kibble.pipelines.rollout import EpisodeJob, run_episodes
+
+
+def _episodes(num_envs: int):
+    task = get_task("gym/CartPole-v1")
+    env = task.make()
+    jobs = [EpisodeJob(f"e{i}", seed=100 + i) for i in range(7)]
+    out = run_episodes(task.make, RandomPolicy(env.action_space), jobs, task.id, num_envs=num_envs)
+    return {e.episode_id: e for e in out}
+
+
+def test_episodes_do_not_depend_on_how_many_envs_run_together():
+    one, three = _episodes(1), _episodes(3)
+    assert one.keys() == three.keys() == {f"e{i}" for i in range(7)}
+    for key in one:
+        np.testing.assert_array_equal(one[key].actions, three[key].actions)
+        np.testing.assert_array_equal(one[key].observations, three[key].observations)
+        np.testing.assert_array_equal(one[key].rewards, three[key].rewards)
+
+
+def test_episodes_record_flags_and_seed():
+    episodes = _episodes(2)
+    for e in episodes.values():
+        assert e.terminated[-1] or e.truncated[-1]
+        assert not e.terminated[:-1].any() and not e.truncated[:-1].any()
+        assert len(e.observations) == len(e.actions) == e.length
+        assert e.seed == 100 + int(e.episode_id[1:])
+        assert e.success is None  # CartPole reports no success
