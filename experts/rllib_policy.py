@@ -65,36 +65,18 @@ def spaces_match(a: spaces.Space, b: spaces.Space) -> bool:
 
 
 class RLlibPolicy:
-    """A trained RLlib policy, deterministic, batched over environment slots."""
+    """An RLlib policy network, deterministic, batched over environment slots.
 
-    def __init__(
-        self,
-        checkpoint: str | Path,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        task: str = "",
-    ) -> None:
-        module_dir = find_module_dir(checkpoint)
+    Build it with :func:`load_rllib_policy` from a checkpoint, or from any RLModule.
+    """
+
+    def __init__(self, module: Any, action_space: spaces.Space, name: str) -> None:
         import torch
-        from ray.rllib.core.rl_module.rl_module import RLModule
 
-        try:
-            self.module = RLModule.from_checkpoint(str(module_dir))
-        except (FileNotFoundError, ValueError, TypeError) as e:
-            raise KibbleError(f"{checkpoint}: could not load the RLModule: {e}") from e
+        self.module = module
         self.module.eval()
         self._torch = torch
-        self.name = str(checkpoint)
-        for what, ours, theirs in (
-            ("observation", observation_space, self.module.observation_space),
-            ("action", action_space, self.module.action_space),
-        ):
-            if not spaces_match(ours, theirs):
-                raise KibbleError(
-                    f"the checkpoint {checkpoint} was trained on another {what} space than "
-                    f"{task or 'this task'} has: checkpoint {describe_space(theirs)}, "
-                    f"task {describe_space(ours)}"
-                )
+        self.name = name
         self.action_space = action_space
         self._dist_cls = self.module.get_inference_action_dist_cls()
 
@@ -105,9 +87,9 @@ class RLlibPolicy:
         from ray.rllib.core.columns import Columns
         from ray.rllib.utils.spaces.space_utils import unsquash_action
 
-        obs = self._torch.from_numpy(np.stack(observations))  # (B, *obs_shape)
-        if obs.dtype == self._torch.float64:
-            obs = obs.float()
+        # (B, *obs_shape) float32, as RLlib's env-to-module connectors feed it in training
+        # (uint8 frames become float 0..255, not rescaled).
+        obs = self._torch.from_numpy(np.stack(observations).astype(np.float32, copy=False))
         with self._torch.no_grad():
             out = self.module.forward_inference({Columns.OBS: obs})
             dist = self._dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
@@ -117,6 +99,33 @@ class RLlibPolicy:
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
             return [a.astype(self.action_space.dtype) for a in actions]
         return [a for a in actions]
+
+
+def load_rllib_policy(
+    checkpoint: str | Path,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    task: str = "",
+) -> RLlibPolicy:
+    """Load a checkpoint's RLModule and check it was trained on these spaces."""
+    module_dir = find_module_dir(checkpoint)
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    try:
+        module = RLModule.from_checkpoint(str(module_dir))
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        raise KibbleError(f"{checkpoint}: could not load the RLModule: {e}") from e
+    for what, ours, theirs in (
+        ("observation", observation_space, module.observation_space),
+        ("action", action_space, module.action_space),
+    ):
+        if not spaces_match(ours, theirs):
+            raise KibbleError(
+                f"the checkpoint {checkpoint} was trained on another {what} space than "
+                f"{task or 'this task'} has: checkpoint {describe_space(theirs)}, "
+                f"task {describe_space(ours)}"
+            )
+    return RLlibPolicy(module, action_space, str(checkpoint))
 
 
 def read_expert_metadata(path: str | Path) -> dict | None:

@@ -24,6 +24,6 @@ def load_expert(
                 f"its expert sources are: {', '.join(task.expert_sources)}"
             )
         return ScriptedPolicy(task.name, action_space)
-    from kibble.experts.rllib_policy import RLlibPolicy
+    from kibble.experts.rllib_policy import load_rllib_policy
 
-    return RLlibPolicy(source, observation_space, action_space, task.id)
+    return load_rllib_policy(source, observation_space, action_space, task.id)

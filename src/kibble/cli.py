@@ -95,7 +95,7 @@ def expert_train(
     ] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
     num_env_runners: Annotated[int, typer.Option(help="RLlib env-runner processes.")] = 0,
-    num_envs: Annotated[int, typer.Option(help="Environments per env runner.")] = 4,
+    num_envs: Annotated[int, typer.Option(help="Environments per env runner.")] = 8,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N iterations.")] = 5,
     seed: Annotated[int, typer.Option(help="RLlib seed.")] = 0,
     ray_address: Annotated[

@@ -14,7 +14,7 @@ import pytest
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import make_card
-from kibble.experts.rllib_policy import RLlibPolicy
+from kibble.experts.rllib_policy import load_rllib_policy
 
 pytestmark = pytest.mark.slow
 KIBBLE = Path(sys.executable).parent / "kibble"
@@ -65,7 +65,7 @@ def test_training_resumes_from_the_checkpoint(expert_dir, tmp_path):
 def test_checkpoint_loads_without_ray_and_acts_batched(expert_dir):
     task = get_task("gym/CartPole-v1")
     obs_space, act_space = task.spaces()
-    policy = RLlibPolicy(expert_dir, obs_space, act_space, task.id)
+    policy = load_rllib_policy(expert_dir, obs_space, act_space, task.id)
     obs = [obs_space.sample() for _ in range(5)]
     actions = policy.act(obs, list(range(5)))
     assert len(actions) == 5 and all(act_space.contains(int(a)) for a in actions)
@@ -88,7 +88,7 @@ def test_expert_card_from_the_checkpoint(expert_dir, tmp_path):
 def test_checkpoint_of_other_spaces_is_refused(expert_dir):
     task = get_task("gym/Acrobot-v1")
     with pytest.raises(KibbleError, match="trained on another observation space"):
-        RLlibPolicy(expert_dir, *task.spaces(), task.id)
+        load_rllib_policy(expert_dir, *task.spaces(), task.id)
 
 
 @pytest.mark.parametrize("make_bad", ["missing", "not_a_checkpoint"])
