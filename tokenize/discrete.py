@@ -21,10 +21,14 @@ def discrete_to_tokens(x: ArrayLike, what: str = "discrete values") -> NDArray[n
             raise TokenizeError(f"{what}: expected integers, got non-integer floats")
     elif arr.dtype.kind not in "iub":
         raise TokenizeError(f"{what}: expected integers, got dtype {arr.dtype}")
+    _check_range(arr, what, "values")
+    return arr.astype(np.int32)
+
+
+def _check_range(arr: np.ndarray, what: str, noun: str) -> None:
     if arr.size and (arr.min() < 0 or arr.max() >= DISCRETE_VOCAB_SIZE):
         bad = arr[(arr < 0) | (arr >= DISCRETE_VOCAB_SIZE)].flat[0]
-        raise TokenizeError(f"{what}: values must be in [0, {DISCRETE_VOCAB_SIZE}), got {bad}")
-    return arr.astype(np.int32)
+        raise TokenizeError(f"{what}: {noun} must be in [0, {DISCRETE_VOCAB_SIZE}), got {bad}")
 
 
 def tokens_to_discrete(tokens: ArrayLike, what: str = "discrete tokens") -> NDArray[np.int64]:
@@ -32,7 +36,5 @@ def tokens_to_discrete(tokens: ArrayLike, what: str = "discrete tokens") -> NDAr
     t = np.asarray(tokens)
     if t.dtype.kind not in "iu":
         raise TokenizeError(f"{what}: expected integer tokens, got dtype {t.dtype}")
-    if t.size and (t.min() < 0 or t.max() >= DISCRETE_VOCAB_SIZE):
-        bad = t[(t < 0) | (t >= DISCRETE_VOCAB_SIZE)].flat[0]
-        raise TokenizeError(f"{what}: tokens must be in [0, {DISCRETE_VOCAB_SIZE}), got {bad}")
+    _check_range(t, what, "tokens")
     return t.astype(np.int64)

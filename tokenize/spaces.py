@@ -90,6 +90,13 @@ class LeafCodec:
             )
         return arr
 
+    def _batch_without_nan(self, values: Any) -> np.ndarray:
+        """``_batch``, and a NaN is an error naming the leaf, timestep and element."""
+        arr = self._batch(values)
+        if arr.dtype.kind == "f" and np.isnan(arr).any():
+            raise _nan_error(self.name, arr)
+        return arr
+
     def encode(self, values: Any) -> NDArray[np.int32]:
         """``(T, *shape)`` values -> ``(T, n_tokens)`` int32 tokens."""
         raise NotImplementedError
@@ -114,9 +121,7 @@ class ContinuousCodec(LeafCodec):
     """Box values, mu-law encoded (observations; actions of an unbounded Box)."""
 
     def encode(self, values: Any) -> NDArray[np.int32]:
-        arr = self._batch(values)
-        if arr.dtype.kind == "f" and np.isnan(arr).any():
-            raise _nan_error(self.name, arr)
+        arr = self._batch_without_nan(values)
         return continuous_to_tokens(arr, mu_law=True).reshape(len(arr), -1)
 
     def decode(self, tokens: NDArray[np.integer]) -> np.ndarray:
@@ -129,11 +134,8 @@ class BoundedCodec(LeafCodec):
     """Actions of a Box bounded on both sides: linear to [-1, 1], then binned."""
 
     def encode(self, values: Any) -> NDArray[np.int32]:
-        arr = self._batch(values)
-        if arr.dtype.kind == "f" and np.isnan(arr).any():
-            raise _nan_error(self.name, arr)
-        tokens = bounded_to_tokens(arr, self.space.low, self.space.high)
-        return tokens.reshape(len(arr), -1)
+        arr = self._batch_without_nan(values)
+        return bounded_to_tokens(arr, self.space.low, self.space.high).reshape(len(arr), -1)
 
     def decode(self, tokens: NDArray[np.integer]) -> np.ndarray:
         t = np.asarray(tokens).reshape(-1, *self.shape)

@@ -96,3 +96,10 @@ def test_listing_descriptions_come_from_the_real_spaces(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     task = get_task("gym/CartPole-v1")
     assert task.space_descriptions() == ("Box(4,) float32 unbounded", "Discrete(2)")
+
+
+def test_dmc_pixels_option_renders_uint8_frames():
+    env = make_env("dmc/cartpole-swingup", pixels=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert obs.std() > 0  # a rendered scene, not a blank frame
