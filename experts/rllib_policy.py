@@ -7,6 +7,9 @@ deterministic choice (argmax for discrete, the mean for Gaussian policies), then
 mapped to the environment's action space as RLlib's env runners do
 (``normalize_actions``: module outputs in [-1, 1] are unsquashed to [low, high]).
 
+Image observations (uint8) reach RLlib modules as float32 in [0, 1], in training
+(``UnitFloatImages``) and here alike: RLlib's CNN encoders take float input.
+
 Checkpoints are pickles (RLlib's format): load only checkpoints you trust.
 """
 
@@ -18,11 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from kibble.envs.registry import describe_space
 from kibble.errors import KibbleError
+from kibble.tokenize.spaces import is_image_space
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,24 @@ def spaces_match(a: spaces.Space, b: spaces.Space) -> bool:
     return a == b
 
 
+def module_observation_space(space: spaces.Space) -> spaces.Space:
+    """The observation space an RLlib module sees for a task's observation space."""
+    if is_image_space(space):
+        return spaces.Box(0.0, 1.0, space.shape, np.float32)
+    return space
+
+
+class UnitFloatImages(gym.ObservationWrapper):
+    """uint8 image observations -> float32 in [0, 1] (for RLlib training only)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = module_observation_space(env.observation_space)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.asarray(observation, np.float32) / 255.0
+
+
 class RLlibPolicy:
     """An RLlib policy network, deterministic, batched over environment slots.
 
@@ -79,6 +102,16 @@ class RLlibPolicy:
         self.name = name
         self.action_space = action_space
         self._dist_cls = self.module.get_inference_action_dist_cls()
+        self._image_scale = (
+            1.0 / 255.0
+            if isinstance(module.observation_space, spaces.Box)
+            and module.observation_space.dtype == np.float32
+            and len(module.observation_space.shape) == 3
+            and float(np.max(module.observation_space.high)) == 1.0
+            else None
+        )
+        # SAC's deterministic sample is the Gaussian mean before its tanh squash.
+        self._tanh = "SAC" in type(module).__name__
 
     def start_episode(self, slot: int, seed: int) -> None:
         """Deterministic and memoryless: nothing to reset."""
@@ -87,13 +120,17 @@ class RLlibPolicy:
         from ray.rllib.core.columns import Columns
         from ray.rllib.utils.spaces.space_utils import unsquash_action
 
-        # (B, *obs_shape) float32, as RLlib's env-to-module connectors feed it in training
-        # (uint8 frames become float 0..255, not rescaled).
-        obs = self._torch.from_numpy(np.stack(observations).astype(np.float32, copy=False))
+        batch = np.stack(observations).astype(np.float32, copy=False)  # (B, *obs_shape)
+        if self._image_scale is not None:
+            batch = batch * self._image_scale  # uint8 frames -> [0, 1], as in training
+        obs = self._torch.from_numpy(batch)
         with self._torch.no_grad():
             out = self.module.forward_inference({Columns.OBS: obs})
             dist = self._dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
-            actions = dist.to_deterministic().sample().numpy()  # (B, *act_shape)
+            actions = dist.to_deterministic().sample()  # (B, *act_shape)
+            if self._tanh:
+                actions = self._torch.tanh(actions)
+            actions = actions.numpy()
         if isinstance(self.action_space, spaces.Box):
             actions = unsquash_action(actions, self.action_space)
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
@@ -116,7 +153,7 @@ def load_rllib_policy(
     except (FileNotFoundError, ValueError, TypeError) as e:
         raise KibbleError(f"{checkpoint}: could not load the RLModule: {e}") from e
     for what, ours, theirs in (
-        ("observation", observation_space, module.observation_space),
+        ("observation", module_observation_space(observation_space), module.observation_space),
         ("action", action_space, module.action_space),
     ):
         if not spaces_match(ours, theirs):

@@ -110,3 +110,20 @@ def test_bad_checkpoint_paths_are_one_paragraph_errors(tmp_path, make_bad):
 def test_card_with_mismatched_checkpoint_via_api(expert_dir):
     with pytest.raises(KibbleError, match="another"):
         make_card("gym/MountainCar-v0", str(expert_dir), episodes=1)
+
+
+def test_image_task_trains_and_loads(tmp_path):
+    # A CNN expert on 80x80 uint8 frames: fed to RLlib as floats in [0, 1], both in
+    # training and when loaded for rollouts.
+    out = tmp_path / "breakout"
+    done = kibble(
+        "expert", "train", "atari/Breakout", "--out", str(out), "--timesteps", "64",
+        "--num-envs", "1", "--set", "train_batch_size_per_learner=64",
+        "--set", "minibatch_size=32", "--set", "num_epochs=1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    task = get_task("atari/Breakout")
+    obs_space, act_space = task.spaces()
+    policy = load_rllib_policy(out, obs_space, act_space, task.id)
+    actions = policy.act([obs_space.sample(), obs_space.sample()], [0, 1])
+    assert all(act_space.contains(int(a)) for a in actions)
