@@ -103,3 +103,8 @@ def test_dmc_pixels_option_renders_uint8_frames():
     obs, _ = env.reset(seed=0)
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
     assert obs.std() > 0  # a rendered scene, not a blank frame
+
+
+def test_weak_scripted_metaworld_experts_are_marked():
+    assert "weak scripted expert" in get_task("metaworld/soccer-v3").note
+    assert get_task("metaworld/reach-v3").note == ""
