@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,19 +22,15 @@ class RandomPolicy:
         self._spaces: dict[int, spaces.Space] = {}
 
     def start_episode(self, slot: int, seed: int) -> None:
-        # A copy of the space per slot carries that slot's generator.
-        space = self._spaces.get(slot) or _copy_space(self.action_space)
-        space.seed(int(np.random.SeedSequence([seed, 0x52414E44]).generate_state(1)[0]))
-        self._spaces[slot] = space
+        # A copy of the space per slot carries that slot's generator, seeded from the
+        # episode's seed (mixed, so it is not the environment's own seed stream).
+        if slot not in self._spaces:
+            self._spaces[slot] = copy.deepcopy(self.action_space)
+        mixed = np.random.SeedSequence([seed, 0x52414E44]).generate_state(1)[0]
+        self._spaces[slot].seed(int(mixed))
 
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
         for slot in slots:
             if slot not in self._spaces:
                 self.start_episode(slot, slot)
         return [self._spaces[slot].sample() for slot in slots]
-
-
-def _copy_space(space: spaces.Space) -> spaces.Space:
-    import copy
-
-    return copy.deepcopy(space)
