@@ -135,9 +135,13 @@ def expert_train(
     ) as bar:
         job = bar.add_task(f"training {task}", total=timesteps, status="starting Ray")
 
+        last = {"return": "n/a"}
+
         def show(report) -> None:
-            ret = "n/a" if report.return_mean is None else f"{report.return_mean:.1f}"
-            status = f"iter {report.iteration} return {ret}"
+            # Iterations in which no episode ended report no return: show the last one.
+            if report.return_mean is not None:
+                last["return"] = f"{report.return_mean:.1f}"
+            status = f"iter {report.iteration} mean return {last['return']}"
             bar.update(job, completed=report.env_steps, status=status)
 
         meta = train_expert(cfg, on_iteration=show)
@@ -258,6 +262,9 @@ def demo(
 def main() -> None:
     """Console-script entry point: user errors become one-paragraph messages."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Ray and RLlib log deprecation notices and hints at WARNING on every build; keep
+    # the terminal for kibble's progress and real errors.
+    logging.getLogger("ray").setLevel(logging.ERROR)
     try:
         app()
     except KibbleError as e:

@@ -12,7 +12,10 @@ benchmark's own). Each episode plays one of them: ``reset(seed=s)`` picks variat
 ignores the reset seed). ``reset()`` without a seed keeps the previous variation.
 
 ``end_on_success=True`` ends an episode (terminated) at the first step the task
-reports success; by default episodes run to 500 steps, as in Meta-World.
+reports success; by default episodes run to 500 steps, as in Meta-World, and
+``max_episode_steps`` can only shorten them (Meta-World's own 500-step limit stays).
+Meta-World's declared goal bounds are [0, 0] while real observations carry the goal,
+so its observation space does not contain its observations (the env checker is off).
 """
 
 from __future__ import annotations
