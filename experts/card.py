@@ -52,6 +52,7 @@ class ExpertCard:
 
     task: str
     expert: str
+    sampled: bool
     episodes: int
     seeds: list[int]
     expert_return: ReturnStats
@@ -95,13 +96,14 @@ def evaluate(
     seed: int = 0,
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
+    sample: bool = False,
 ) -> list[Episode]:
     """Roll ``source`` out for ``episodes`` episodes on seeds ``seed .. seed + episodes - 1``."""
     if episodes < 1:
         raise KibbleError(f"--episodes must be at least 1, got {episodes}")
     task = get_task(task_id)
     probe = task.make()
-    policy = load_expert(task, source, probe.observation_space, probe.action_space)
+    policy = load_expert(task, source, probe.observation_space, probe.action_space, sample)
     probe.close()
     jobs = [EpisodeJob(f"{task_id}#eval#{seed + i}", seed + i) for i in range(episodes)]
     out = []
@@ -119,9 +121,10 @@ def make_card(
     seed: int = 0,
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
+    sample: bool = False,
 ) -> ExpertCard:
-    """Measure ``source`` and the random policy on the same seeds."""
-    expert = evaluate(task_id, source, episodes, seed, num_envs, on_episode)
+    """Measure ``source`` (greedy, or sampled with ``sample``) and the random policy."""
+    expert = evaluate(task_id, source, episodes, seed, num_envs, on_episode, sample)
     rand = (
         expert
         if source == RANDOM
@@ -130,6 +133,7 @@ def make_card(
     return ExpertCard(
         task=task_id,
         expert=source,
+        sampled=sample,
         episodes=episodes,
         seeds=[e.seed for e in expert],
         expert_return=ReturnStats.of(e.episode_return for e in expert),

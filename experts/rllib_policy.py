@@ -88,14 +88,27 @@ class UnitFloatImages(gym.ObservationWrapper):
 
 
 class RLlibPolicy:
-    """An RLlib policy network, deterministic, batched over environment slots.
+    """An RLlib policy network, batched over environment slots.
 
-    Build it with :func:`load_rllib_policy` from a checkpoint, or from any RLModule.
+    Greedy by default (argmax, or the Gaussian mean). ``sample=True`` draws actions
+    from the policy's distribution instead, from a generator per episode seeded by
+    the episode's seed, so sampled episodes are reproducible too; greedy policies can
+    stall (an Atari agent that never presses FIRE), sampled ones rarely do. Sampling
+    supports Discrete and Box actions. Build one with :func:`load_rllib_policy`.
     """
 
-    def __init__(self, module: Any, action_space: spaces.Space, name: str) -> None:
+    def __init__(
+        self, module: Any, action_space: spaces.Space, name: str, sample: bool = False
+    ) -> None:
         import torch
 
+        if sample and not isinstance(action_space, spaces.Discrete | spaces.Box):
+            raise KibbleError(
+                f"sampled actions support Discrete and Box action spaces, not "
+                f"{describe_space(action_space)}; use the greedy policy"
+            )
+        self.sample = sample
+        self._rngs: dict[int, np.random.Generator] = {}
         self.module = module
         self.module.eval()
         self._torch = torch
@@ -114,7 +127,20 @@ class RLlibPolicy:
         self._tanh = "SAC" in type(module).__name__
 
     def start_episode(self, slot: int, seed: int) -> None:
-        """Deterministic and memoryless: nothing to reset."""
+        """Memoryless; a sampling policy reseeds the slot's generator."""
+        self._rngs[slot] = np.random.default_rng([seed, 0x524C4C42])
+
+    def _sample(self, inputs: np.ndarray, slots: Sequence[int]) -> np.ndarray:
+        """Draw from the action distribution (B, n) with each slot's generator."""
+        rngs = [self._rngs.setdefault(s, np.random.default_rng(s)) for s in slots]
+        if isinstance(self.action_space, spaces.Discrete):
+            logits = inputs - inputs.max(axis=-1, keepdims=True)  # (B, n) logits
+            probs = np.exp(logits)
+            probs /= probs.sum(axis=-1, keepdims=True)
+            return np.array([rng.choice(len(p), p=p) for rng, p in zip(rngs, probs, strict=True)])
+        mean, log_std = np.split(inputs, 2, axis=-1)  # (B, d) each: diagonal Gaussian
+        noise = np.stack([rng.standard_normal(mean.shape[1:]) for rng in rngs])
+        return mean + np.exp(log_std) * noise
 
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
         from ray.rllib.core.columns import Columns
@@ -126,11 +152,13 @@ class RLlibPolicy:
         obs = self._torch.from_numpy(batch)
         with self._torch.no_grad():
             out = self.module.forward_inference({Columns.OBS: obs})
-            dist = self._dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
-            actions = dist.to_deterministic().sample()  # (B, *act_shape)
-            if self._tanh:
-                actions = self._torch.tanh(actions)
-            actions = actions.numpy()
+            inputs = out[Columns.ACTION_DIST_INPUTS]
+            if self.sample:
+                actions = self._sample(inputs.double().numpy(), slots)
+            else:
+                actions = self._dist_cls.from_logits(inputs).to_deterministic().sample().numpy()
+        if self._tanh:
+            actions = np.tanh(actions)  # (B, *act_shape)
         if isinstance(self.action_space, spaces.Box):
             actions = unsquash_action(actions, self.action_space)
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
@@ -143,6 +171,7 @@ def load_rllib_policy(
     observation_space: spaces.Space,
     action_space: spaces.Space,
     task: str = "",
+    sample: bool = False,
 ) -> RLlibPolicy:
     """Load a checkpoint's RLModule and check it was trained on these spaces."""
     module_dir = find_module_dir(checkpoint)
@@ -162,7 +191,7 @@ def load_rllib_policy(
                 f"{task or 'this task'} has: checkpoint {describe_space(theirs)}, "
                 f"task {describe_space(ours)}"
             )
-    return RLlibPolicy(module, action_space, str(checkpoint))
+    return RLlibPolicy(module, action_space, str(checkpoint), sample=sample)
 
 
 def read_expert_metadata(path: str | Path) -> dict | None:

@@ -12,9 +12,13 @@ from kibble.experts.scripted import SCRIPTED, ScriptedPolicy
 
 
 def load_expert(
-    task: Task, source: str, observation_space: spaces.Space, action_space: spaces.Space
+    task: Task,
+    source: str,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    sample: bool = False,
 ) -> Policy:
-    """The policy named by ``source`` for ``task``."""
+    """The policy named by ``source`` for ``task``; ``sample``: draw RLlib experts' actions."""
     if source == RANDOM:
         return RandomPolicy(action_space)
     if source == SCRIPTED:
@@ -26,4 +30,4 @@ def load_expert(
         return ScriptedPolicy(task.name, action_space)
     from kibble.experts.rllib_policy import load_rllib_policy
 
-    return load_rllib_policy(source, observation_space, action_space, task.id)
+    return load_rllib_policy(source, observation_space, action_space, task.id, sample=sample)

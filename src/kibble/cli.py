@@ -51,6 +51,16 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def _quiet_ray() -> None:
+    """Ray and RLlib log deprecation notices and hints at WARNING on every module build;
+    keep the terminal for kibble's progress and real errors. RLlib sets its loggers'
+    levels when imported, so this imports it first."""
+    import ray.rllib  # noqa: F401
+
+    for name in ("ray", "ray.rllib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _not_built(command: str, issue: int) -> NoReturn:
     typer.echo(f"kibble {command} is not built yet (tracked in issue #{issue}).", err=True)
     raise typer.Exit(1)
@@ -111,6 +121,8 @@ def expert_train(
 
     from kibble.experts.rllib_train import ExpertTrainConfig, train_expert
 
+    _quiet_ray()
+
     cfg = ExpertTrainConfig(
         task=task,
         out=out,
@@ -160,19 +172,26 @@ def expert_eval(
     out: Annotated[Path, typer.Option(help="Expert card JSON to write.")],
     seed: Annotated[int, typer.Option(help="Episode i resets with seed + i.")] = 0,
     num_envs: Annotated[int, typer.Option(help="Environments stepped together.")] = 4,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Sample an RLlib expert's actions (seeded per episode) instead of greedy.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""
     from rich.progress import Progress
 
     from kibble.experts.card import make_card, write_card
 
+    if expert not in ("random", "scripted"):
+        _quiet_ray()
     total = episodes if expert == "random" else 2 * episodes
     with Progress(console=_stderr()) as bar:
         label = expert if expert == "random" else f"{expert} and random"
         job = bar.add_task(f"evaluating {label}", total=total)
-        card = make_card(
-            task, expert, episodes, seed, num_envs, on_episode=lambda _: bar.advance(job)
-        )
+        card = make_card(task, expert, episodes, seed, num_envs, lambda _: bar.advance(job), sample)
     write_card(card, out)
     sr = "" if card.success_rate is None else f", success rate {card.success_rate:.2f}"
     typer.echo(
@@ -262,9 +281,6 @@ def demo(
 def main() -> None:
     """Console-script entry point: user errors become one-paragraph messages."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Ray and RLlib log deprecation notices and hints at WARNING on every build; keep
-    # the terminal for kibble's progress and real errors.
-    logging.getLogger("ray").setLevel(logging.ERROR)
     try:
         app()
     except KibbleError as e:

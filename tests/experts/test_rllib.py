@@ -127,3 +127,18 @@ def test_image_task_trains_and_loads(tmp_path):
     policy = load_rllib_policy(out, obs_space, act_space, task.id)
     actions = policy.act([obs_space.sample(), obs_space.sample()], [0, 1])
     assert all(act_space.contains(int(a)) for a in actions)
+
+
+def test_sampled_actions_are_reproducible_per_episode_seed(expert_dir):
+    a = make_card("gym/CartPole-v1", str(expert_dir), episodes=3, seed=5, num_envs=1, sample=True)
+    b = make_card("gym/CartPole-v1", str(expert_dir), episodes=3, seed=5, num_envs=3, sample=True)
+    assert a == b and a.sampled
+
+
+def test_sampling_an_unsupported_action_space_is_refused(expert_dir):
+    from gymnasium import spaces
+
+    from kibble.experts.rllib_policy import RLlibPolicy
+
+    with pytest.raises(KibbleError, match="sampled actions support Discrete and Box"):
+        RLlibPolicy(None, spaces.MultiBinary(3), "x", sample=True)
