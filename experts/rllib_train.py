@@ -74,9 +74,9 @@ class ExpertTrainConfig:
     """AlgorithmConfig fields to override, e.g. {"lr": 1e-4}."""
 
 
-def _cnn_filters(shape: tuple[int, ...]) -> list[list[Any]]:
-    """Conv stack for an image observation: strides 4, 2, 2 (80x80 -> 5x5, 64x64 -> 4x4)."""
-    return [[32, [8, 8], 4], [64, [4, 4], 2], [64, [3, 3], 2]]
+# Conv stack for image observations, strides 4, 2, 2 ("same" padding): 80x80 -> 5x5,
+# 64x64 -> 4x4. RLlib has no default for 80x80 (Atari here).
+CNN_FILTERS = [[32, [8, 8], 4], [64, [4, 4], 2], [64, [3, 3], 2]]
 
 
 def build_algorithm_config(cfg: ExpertTrainConfig, env_name: str, obs_space, act_space):
@@ -116,10 +116,11 @@ def build_algorithm_config(cfg: ExpertTrainConfig, env_name: str, obs_space, act
             grad_clip=0.5,
         )
         model = DefaultModelConfig(
-            conv_filters=_cnn_filters(obs_space.shape), fcnet_hiddens=[256], vf_share_layers=True
+            conv_filters=CNN_FILTERS, fcnet_hiddens=[256], vf_share_layers=True
         )
     else:
-        # Measured on CartPole-v1 (2 cores): mean return 475 after about 48K steps (40 s).
+        # Measured on CartPole-v1 (2 cores): mean training return 500 after 72K steps
+        # (33 s of training; 100 evaluation episodes all 500).
         # RLlib's default vf_clip_param (10) clips the value loss on tasks whose returns
         # reach hundreds and stalls learning; it is effectively off here.
         config = PPOConfig().training(
