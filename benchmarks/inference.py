@@ -75,11 +75,11 @@ def main() -> None:
     print(f"steps/s, {args.steps} steps each, one process, torch threads 1")
     print(header)
     for task_id, kind in TASKS:
-        _, act_space = get_task(task_id).spaces()
+        obs_space, act_space = get_task(task_id).spaces()
         if kind == "scripted":
             expert = ScriptedPolicy(task_id.split("/", 1)[1], act_space)
         else:
-            expert = RLlibPolicy(default_module(task_id), act_space, "rllib")
+            expert = RLlibPolicy(default_module(task_id), obs_space, act_space, "rllib")
         rand = steps_per_second(task_id, RandomPolicy(act_space), 1, args.steps)
         one = steps_per_second(task_id, expert, 1, args.steps)
         batched = steps_per_second(task_id, expert, args.num_envs, args.steps)

@@ -22,7 +22,7 @@ import numpy as np
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.random import RANDOM
-from kibble.experts.sources import load_expert
+from kibble.experts.sources import SCRIPTED, load_expert
 from kibble.pipelines.rollout import EpisodeJob, run_episodes
 from kibble.schemas.records import Episode
 
@@ -133,7 +133,7 @@ def make_card(
     return ExpertCard(
         task=task_id,
         expert=source,
-        sampled=sample,
+        sampled=sample and source not in (RANDOM, SCRIPTED),
         episodes=episodes,
         seeds=[e.seed for e in expert],
         expert_return=ReturnStats.of(e.episode_return for e in expert),
@@ -148,10 +148,14 @@ def make_card(
 def write_card(card: ExpertCard, path: str | Path) -> None:
     """Write atomically (a temporary file renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(card.to_json())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(card.to_json())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise KibbleError(f"cannot write the expert card to {path}: {e}") from e
 
 
 def read_card(path: str | Path) -> ExpertCard:

@@ -98,7 +98,12 @@ class RLlibPolicy:
     """
 
     def __init__(
-        self, module: Any, action_space: spaces.Space, name: str, sample: bool = False
+        self,
+        module: Any,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        name: str,
+        sample: bool = False,
     ) -> None:
         import torch
 
@@ -115,14 +120,8 @@ class RLlibPolicy:
         self.name = name
         self.action_space = action_space
         self._dist_cls = self.module.get_inference_action_dist_cls()
-        self._image_scale = (
-            1.0 / 255.0
-            if isinstance(module.observation_space, spaces.Box)
-            and module.observation_space.dtype == np.float32
-            and len(module.observation_space.shape) == 3
-            and float(np.max(module.observation_space.high)) == 1.0
-            else None
-        )
+        # The task's uint8 frames were trained on as [0, 1] floats (UnitFloatImages).
+        self._image_scale = 1.0 / 255.0 if is_image_space(observation_space) else None
         # SAC's deterministic sample is the Gaussian mean before its tanh squash.
         self._tanh = "SAC" in type(module).__name__
 
@@ -191,7 +190,7 @@ def load_rllib_policy(
                 f"{task or 'this task'} has: checkpoint {describe_space(theirs)}, "
                 f"task {describe_space(ours)}"
             )
-    return RLlibPolicy(module, action_space, str(checkpoint), sample=sample)
+    return RLlibPolicy(module, observation_space, action_space, str(checkpoint), sample=sample)
 
 
 def read_expert_metadata(path: str | Path) -> dict | None:

@@ -12,6 +12,7 @@ Any AlgorithmConfig field can be overridden (``--set lr=1e-4``).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -144,6 +145,14 @@ def build_algorithm_config(cfg: ExpertTrainConfig, env_name: str, obs_space, act
         .debugging(seed=cfg.seed)
     )
     if cfg.overrides:
+        unknown = [key for key in cfg.overrides if not hasattr(config, key)]
+        if unknown:
+            known = [k for k in vars(config) if not k.startswith("_")]
+            hints = {k: difflib.get_close_matches(k, known, n=2) for k in unknown}
+            listing = "; ".join(
+                f"{k} (did you mean {', '.join(h)}?)" if h else k for k, h in hints.items()
+            )
+            raise KibbleError(f"--set names no RLlib {algorithm} setting: {listing}")
         try:
             config = config.update_from_dict(cfg.overrides)
         except (AttributeError, TypeError, ValueError, KeyError) as e:
@@ -203,6 +212,8 @@ def train_expert(
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise KibbleError(f"--out {out} is a file; give a directory for the expert")
     previous = read_expert_metadata(out)
     if previous is not None and previous.get("task") != cfg.task:
         raise KibbleError(
@@ -226,7 +237,10 @@ def train_expert(
             ray.init(address=cfg.ray_address, log_to_driver=False)
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    algo = config.build_algo()
+    try:
+        algo = config.build_algo()
+    except ValueError as e:  # RLlib's validation of the settings (e.g. a bad --set value)
+        raise KibbleError(f"RLlib refused the {algorithm} settings for {cfg.task}: {e}") from e
     checkpoint = out / CHECKPOINT_SUBDIR
     if checkpoint.exists():
         algo.restore_from_path(str(checkpoint.resolve()))

@@ -3,7 +3,8 @@
 ``run_episodes`` keeps ``num_envs`` environments stepping in lockstep so the policy
 sees a batch of observations per call (one forward pass for a neural expert).
 Each episode depends only on its seed and the policy, never on how many
-environments ran beside it or in which slot, so results are reproducible.
+environments ran beside it or in which slot, so results are reproducible (every
+reset here is seeded; RLlib's own training loop is another matter).
 """
 
 from __future__ import annotations
@@ -91,13 +92,14 @@ def run_episodes(
         if job is None:
             active.pop(slot, None)
             return
+        if slot == len(envs):  # build environments only as jobs need them
+            envs.append(make_env())
         obs, _ = envs[slot].reset(seed=job.seed)
         policy.start_episode(slot, job.seed)
         active[slot] = _Recorder(job, obs)
 
     try:
         for slot in range(max(1, num_envs)):
-            envs.append(make_env())
             start(slot)
             if slot not in active:
                 break

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 from gymnasium import spaces
 
+from kibble.errors import SchemaError
 from kibble.schemas.records import Episode, TokenizedEpisode
 from kibble.tokenize.spaces import ImageCodec, get_leaf, leaf_codecs
 
@@ -118,6 +119,11 @@ def _images_columns(images: Sequence[np.ndarray], t: int) -> tuple[pa.Array, pa.
     frames = [np.ascontiguousarray(img).reshape(t, -1) for img in images]
     sizes = np.array([f.shape[1] for f in frames], dtype=np.int64)
     data = np.concatenate(frames, axis=1).reshape(-1) if k else np.zeros(0, np.uint8)
+    if data.size >= 2**31:  # binary offsets are int32
+        raise SchemaError(
+            f"an episode of {t} steps holds {data.size / 2**30:.1f} GiB of pixels; kibble's "
+            "image column takes up to 2 GiB per episode: downscale frames or cut episodes"
+        )
     value_offsets = np.concatenate([[0], np.cumsum(np.tile(sizes, t))]).astype(np.int32)
     binaries = pa.BinaryArray.from_buffers(
         pa.binary(), t * k, [None, pa.py_buffer(value_offsets), pa.py_buffer(data)]

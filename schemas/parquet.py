@@ -9,6 +9,7 @@ object under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -126,15 +127,23 @@ class EpisodeFileWriter:
         tb: TracebackType | None,
     ) -> None:
         try:
+            try:
+                if exc_type is None:
+                    self._flush(final=True)
+            finally:
+                self._writer.close()
             if exc_type is None:
-                self._flush(final=True)
-        finally:
-            self._writer.close()
-        if exc_type is not None:
+                self.fs.move(self._tmp, self.path)
+                log.debug("wrote %s (%d rows)", self.path, self.num_rows)
+                return
+        except BaseException:
+            self._delete_tmp()
+            raise
+        self._delete_tmp()
+
+    def _delete_tmp(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self._tmp)
-            return
-        self.fs.move(self._tmp, self.path)
-        log.debug("wrote %s (%d rows)", self.path, self.num_rows)
 
 
 def write_episode_tables(

@@ -64,3 +64,22 @@ def test_python_m_kibble_is_the_same_command():
         [sys.executable, "-m", "kibble", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_output_paths_of_the_wrong_kind_are_clear_errors(tmp_path):
+    done = kibble(
+        "expert", "eval", "gym/CartPole-v1", "--expert", "random", "--episodes", "1",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 1 and "is a directory" in done.stderr
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    done = kibble("demo", "--out", str(a_file))
+    assert done.returncode == 1 and "is a file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_option_values_are_usage_errors():
+    done = kibble("expert", "eval", "gym/CartPole-v1", "--expert", "random", "--episodes", "1",
+                  "--out", "c.json", "--seed", "-1")  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr

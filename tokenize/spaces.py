@@ -106,6 +106,13 @@ class LeafCodec:
         raise NotImplementedError
 
 
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float values to the space's dtype, rounding (not truncating) for integer Boxes."""
+    if np.issubdtype(dtype, np.integer):
+        values = np.rint(values)
+    return values.astype(dtype)
+
+
 def _nan_error(name: str, arr: np.ndarray) -> TokenizeError:
     flat = arr.reshape(len(arr), -1)
     t, j = np.argwhere(np.isnan(flat))[0]
@@ -126,7 +133,9 @@ class ContinuousCodec(LeafCodec):
 
     def decode(self, tokens: NDArray[np.integer]) -> np.ndarray:
         values = tokens_to_continuous(tokens, mu_law=True).reshape(-1, *self.shape)
-        return values.astype(self.space.dtype)
+        # A half-bounded Box still has a bound the environment enforces.
+        values = np.clip(values, self.space.low, self.space.high)
+        return _cast(values, self.space.dtype)
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,7 @@ class BoundedCodec(LeafCodec):
     def decode(self, tokens: NDArray[np.integer]) -> np.ndarray:
         t = np.asarray(tokens).reshape(-1, *self.shape)
         values = tokens_to_bounded(t, self.space.low, self.space.high)
-        return np.clip(values, self.space.low, self.space.high).astype(self.space.dtype)
+        return _cast(np.clip(values, self.space.low, self.space.high), self.space.dtype)
 
 
 @dataclass(frozen=True)
@@ -156,8 +165,17 @@ class DiscreteCodec(LeafCodec):
         tokens = discrete_to_tokens(arr - self.start, what=self.name)
         return tokens.reshape(len(arr), -1)
 
+    @property
+    def sizes(self) -> np.ndarray:
+        """How many values each element takes (n, nvec, or 2 for MultiBinary)."""
+        if isinstance(self.space, spaces.MultiBinary):
+            return np.asarray(2)
+        return np.asarray(getattr(self.space, "nvec", getattr(self.space, "n", 0)))
+
     def decode(self, tokens: NDArray[np.integer]) -> np.ndarray:
         values = tokens_to_discrete(tokens, what=self.name).reshape(-1, *self.shape)
+        # A model can emit any discrete id; the environment accepts only [0, n).
+        values = np.clip(values, 0, self.sizes - 1)
         return (values + self.start).astype(self.space.dtype)
 
 

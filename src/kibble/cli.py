@@ -99,14 +99,18 @@ def expert_train(
     algorithm: Annotated[
         str | None, typer.Option(help="PPO or SAC (default PPO; SAC for continuous actions).")
     ] = None,
-    timesteps: Annotated[int, typer.Option(help="Total environment steps to train for.")] = 200_000,
+    timesteps: Annotated[
+        int, typer.Option(min=1, help="Total environment steps to train for.")
+    ] = 200_000,
     target_return: Annotated[
         float | None, typer.Option(help="Stop once the mean training return reaches this.")
     ] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
-    num_env_runners: Annotated[int, typer.Option(help="RLlib env-runner processes.")] = 0,
-    num_envs: Annotated[int, typer.Option(help="Environments per env runner.")] = 8,
-    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N iterations.")] = 5,
+    num_env_runners: Annotated[int, typer.Option(min=0, help="RLlib env-runner processes.")] = 0,
+    num_envs: Annotated[int, typer.Option(min=1, help="Environments per env runner.")] = 8,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Checkpoint every N iterations.")
+    ] = 5,
     seed: Annotated[int, typer.Option(help="RLlib seed.")] = 0,
     ray_address: Annotated[
         str | None, typer.Option(help="Use an existing Ray cluster (default: a local Ray).")
@@ -170,8 +174,8 @@ def expert_eval(
     expert: Annotated[str, typer.Option(help="Checkpoint path, 'scripted' or 'random'.")],
     episodes: Annotated[int, typer.Option(help="Evaluation episodes.")],
     out: Annotated[Path, typer.Option(help="Expert card JSON to write.")],
-    seed: Annotated[int, typer.Option(help="Episode i resets with seed + i.")] = 0,
-    num_envs: Annotated[int, typer.Option(help="Environments stepped together.")] = 4,
+    seed: Annotated[int, typer.Option(min=0, help="Episode i resets with seed + i.")] = 0,
+    num_envs: Annotated[int, typer.Option(min=1, help="Environments stepped together.")] = 4,
     sample: Annotated[
         bool,
         typer.Option(
@@ -185,6 +189,8 @@ def expert_eval(
 
     from kibble.experts.card import make_card, write_card
 
+    if out.is_dir():
+        raise KibbleError(f"--out {out} is a directory; give the card's file name")
     if expert not in ("random", "scripted"):
         _quiet_ray()
     total = episodes if expert == "random" else 2 * episodes
@@ -251,7 +257,9 @@ def eval_(
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("kibble-out/demo"),
     episodes: Annotated[int, typer.Option(help="Random CartPole episodes to roll out.")] = 20,
-    seed: Annotated[int, typer.Option(help="Base seed (episode i resets with seed + i).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Base seed (episode i resets with seed + i).")
+    ] = 0,
 ) -> None:
     """Run the main job end to end on embedded defaults.
 
@@ -261,6 +269,9 @@ def demo(
     from rich.progress import track
 
     from kibble.demo import DemoConfig, run_demo
+
+    if out.exists() and not out.is_dir():
+        raise KibbleError(f"--out {out} is a file; give a directory")
 
     summary = run_demo(
         DemoConfig(out=out, episodes=episodes, seed=seed),

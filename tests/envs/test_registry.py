@@ -108,3 +108,16 @@ def test_dmc_pixels_option_renders_uint8_frames():
 def test_weak_scripted_metaworld_experts_are_marked():
     assert "weak scripted expert" in get_task("metaworld/soccer-v3").note
     assert get_task("metaworld/reach-v3").note == ""
+
+
+def test_unseeded_metaworld_resets_still_vary_the_goal():
+    # RLlib's vector envs reset without seeds after the first episode.
+    env = make_env("metaworld/reach-v3")
+    env.reset(seed=0)
+    variations = {env.reset()[1]["variation"] for _ in range(20)}
+    assert len(variations) > 5
+
+
+def test_module_entry_points_are_tasks():
+    env = make_env("gym/gymnasium.envs.classic_control:CartPole-v1")
+    assert env.observation_space.shape == (4,)

@@ -141,4 +141,15 @@ def test_sampling_an_unsupported_action_space_is_refused(expert_dir):
     from kibble.experts.rllib_policy import RLlibPolicy
 
     with pytest.raises(KibbleError, match="sampled actions support Discrete and Box"):
-        RLlibPolicy(None, spaces.MultiBinary(3), "x", sample=True)
+        RLlibPolicy(None, spaces.Box(-1, 1, (2,)), spaces.MultiBinary(3), "x", sample=True)
+
+
+def test_unknown_set_keys_are_named_with_suggestions():
+    from kibble.experts.rllib_train import ExpertTrainConfig, build_algorithm_config
+
+    obs_space, act_space = get_task("gym/CartPole-v1").spaces()
+    cfg = ExpertTrainConfig("gym/CartPole-v1", Path("x"), overrides={"lrr": 0.1})
+    with pytest.raises(
+        KibbleError, match=r"--set names no RLlib PPO setting: lrr \(did you mean lr"
+    ):
+        build_algorithm_config(cfg, "kibble:test", obs_space, act_space)

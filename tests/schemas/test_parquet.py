@@ -181,3 +181,13 @@ def test_row_groups_hold_whole_windows_and_short_episodes_share_them(tmp_path):
     f = pq.ParquetFile(path)
     window = f.read_row_group(1, columns=["episode_id", "step", "action_tokens"])
     assert window.num_rows == sizes[1]
+
+
+def test_a_failed_final_move_leaves_no_temporary_file(tmp_path):
+    # The final name is taken by a non-empty directory, so moving the file there fails.
+    path = tmp_path / "out" / "part.parquet"
+    (path / "occupied").mkdir(parents=True)
+    with pytest.raises(OSError), EpisodeFileWriter(path, TOKENIZED_EPISODE_SCHEMA) as writer:
+        writer.write(tokenized_table(2))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["part.parquet"]
+    assert path.is_dir()

@@ -148,3 +148,16 @@ def test_cartpole_episode_round_trips_actions():
     steps = tok.tokenize(np.stack(observations), np.array(actions))
     assert tok.tokens_per_timestep == 6
     assert tok.decode_action(steps.action_tokens).tolist() == actions
+
+
+def test_decoded_actions_stay_in_the_space_whatever_the_tokens():
+    # A model may emit any id in a leaf's range; decoding must give a valid action.
+    discrete = SpaceTokenizer(spaces.Discrete(3, start=-1), "action")
+    assert discrete.decode(np.array([1000])) == 1  # clipped to the last value, 1
+    binary = SpaceTokenizer(spaces.MultiBinary(2), "action")
+    assert binary.decode(np.array([5, 0])).tolist() == [1, 0]
+    half_bounded = SpaceTokenizer(spaces.Box(0, np.inf, (1,)), "action")
+    assert half_bounded.decode(np.array([32000]))[0] == 0.0
+    integer_box = SpaceTokenizer(spaces.Box(0, 10, (3,), np.int64), "action")
+    tokens = integer_box.encode(np.array([[0, 5, 10]]))
+    assert integer_box.decode(tokens[0]).tolist() == [0, 5, 10]

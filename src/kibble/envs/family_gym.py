@@ -6,6 +6,7 @@ Gymnasium entry point, including third-party ones registered by import, is a tas
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import Any
 
@@ -49,6 +50,14 @@ def task_names() -> list[str]:
 
 
 def knows(name: str) -> bool:
+    """Registered ids, and ``module:Id`` entry points (the module registers the id)."""
+    if ":" in name:
+        module, _, env_id = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise KibbleError(f"gym/{name}: cannot import {module!r}: {e}") from e
+        return env_id in gym.registry
     return name in gym.registry
 
 
@@ -57,7 +66,7 @@ def describe(name: str) -> tuple[tuple[str, ...], str]:
 
 
 def make(name: str, **options: Any) -> gym.Env:
-    if name not in gym.registry:
+    if not knows(name):
         raise KibbleError(f"gym/{name}: no Gymnasium environment is registered as {name!r}")
     try:
         return gym.make(name, **options)

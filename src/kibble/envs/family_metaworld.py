@@ -9,7 +9,8 @@ task (goal and object positions) from ``variations_seed`` (0 by default, the
 benchmark's own). Each episode plays one of them: ``reset(seed=s)`` picks variation
 ``default_rng(s).integers(50)``, so the episode is a pure function of its seed
 (Meta-World's own wrapper would pick from the environment's running RNG, and
-ignores the reset seed). ``reset()`` without a seed keeps the previous variation.
+ignores the reset seed). ``reset()`` without a seed picks the next variation from
+that generator, so unseeded resets (RLlib's vector autoresets) still see all 50.
 
 ``end_on_success=True`` ends an episode (terminated) at the first step the task
 reports success; by default episodes run to 500 steps, as in Meta-World, and
@@ -160,12 +161,13 @@ class SeededVariation(gym.Wrapper):
             inner = inner.env
         inner.toggle_sample_tasks_on_reset(False)
         self._tasks = inner.tasks
+        self._rng = np.random.default_rng(0)
         self.variation: int | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
-        if seed is not None or self.variation is None:
-            rng = np.random.default_rng(0 if seed is None else seed)
-            self.variation = int(rng.integers(len(self._tasks)))
-            self.env.unwrapped.set_task(self._tasks[self.variation])
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.variation = int(self._rng.integers(len(self._tasks)))
+        self.env.unwrapped.set_task(self._tasks[self.variation])
         obs, info = self.env.reset(seed=seed, options=options)
         return obs, {**info, "variation": self.variation}

@@ -1,7 +1,8 @@
 """The task registry: ids ``family/name`` -> how to build the environment, and experts.
 
 Each family module provides ``FAMILY``, ``available()`` (its package imports),
-``task_names()``, ``make(name, **options)`` and ``expert_sources(name)``; families
+``task_names()``, ``knows(name)``, ``describe(name)`` (expert sources and a note),
+``make(name, **options)`` and optionally ``static_spaces(name)``; families
 whose package is not installed are simply absent from listings, and asking for
 one of their tasks says which extra to install.
 """
