@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +36,8 @@ class ScriptedPolicy:
 
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
         low, high = self.action_space.low, self.action_space.high
-        return [
-            np.clip(self._policy.get_action(obs), low, high).astype(self.action_space.dtype)
-            for obs in observations
-        ]
+        with warnings.catch_warnings():
+            # "Constant(s) may be too high": the policies know, and we clip below.
+            warnings.simplefilter("ignore", UserWarning)
+            actions = [self._policy.get_action(obs) for obs in observations]
+        return [np.clip(a, low, high).astype(self.action_space.dtype) for a in actions]

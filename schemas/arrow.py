@@ -97,7 +97,26 @@ TOKENIZED_EPISODE_SCHEMA = _schema(
     ],
 )
 
-SCHEMAS = {RAW_EPISODE: RAW_EPISODE_SCHEMA, TOKENIZED_EPISODE: TOKENIZED_EPISODE_SCHEMA}
+REJECTED_EPISODE = "rejected_episode"
+
+# One row per episode that was not kept: invalid (validation) or below the threshold.
+REJECTED_EPISODE_SCHEMA = _schema(
+    REJECTED_EPISODE,
+    [
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("episode_id", pa.string(), nullable=False),
+        pa.field("episode_return", pa.float64(), nullable=False),  # NaN if not finite
+        pa.field("episode_length", pa.int32(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+    ],
+)
+
+SCHEMAS = {
+    RAW_EPISODE: RAW_EPISODE_SCHEMA,
+    TOKENIZED_EPISODE: TOKENIZED_EPISODE_SCHEMA,
+    REJECTED_EPISODE: REJECTED_EPISODE_SCHEMA,
+}
 
 
 # -- building columns from numpy without a Python loop per value ---------------------

@@ -27,9 +27,9 @@ def test_help_lists_every_command_of_the_spec():
 @pytest.mark.parametrize(
     "args",
     [
-        ["rollout", "gym/CartPole-v1", "--expert", "random", "--episodes", "1", "--out", "x"],
-        ["inspect", "somewhere"],
+        ["pipeline", "run", "config.yaml"],
         ["train", "mixture.yaml", "--out", "x"],
+        ["eval", "run", "--task", "gym/CartPole-v1", "--episodes", "1"],
     ],
 )
 def test_commands_not_built_yet_say_so_and_exit_non_zero(args):
@@ -83,3 +83,17 @@ def test_invalid_option_values_are_usage_errors():
     done = kibble("expert", "eval", "gym/CartPole-v1", "--expert", "random", "--episodes", "1",
                   "--out", "c.json", "--seed", "-1")  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_rollout_then_inspect(tmp_path):
+    out = tmp_path / "ds"
+    done = kibble(
+        "rollout", "gym/CartPole-v1", "--expert", "random", "--episodes", "6", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "kept" in done.stdout and (out / "manifest.json").is_file()
+    done = kibble("inspect", str(out))
+    assert done.returncode == 0 and "every file matches its schema" in done.stdout
+    (out / "rejected" / "part-00000.parquet").write_bytes(b"corrupt")
+    done = kibble("inspect", str(out))
+    assert done.returncode == 1 and "not a readable Parquet file" in done.stderr

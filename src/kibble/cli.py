@@ -210,11 +210,43 @@ def expert_eval(
 def rollout(
     task: Annotated[str, typer.Argument(help="Task id, e.g. gym/CartPole-v1.")],
     expert: Annotated[str, typer.Option(help="Checkpoint path, 'scripted' or 'random'.")],
-    episodes: Annotated[int, typer.Option(help="Episodes to roll out.")],
-    out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Episodes to roll out.")],
+    out: Annotated[Path, typer.Option(help="Dataset directory to write (replaced).")],
+    seed: Annotated[int, typer.Option(min=0, help="Base seed of the episode seeds.")] = 0,
+    fraction: Annotated[
+        float, typer.Option(help="Keep episodes with return >= fraction x expert return.")
+    ] = 0.8,
+    card: Annotated[
+        Path | None, typer.Option(help="Expert card: use its expert and random returns.")
+    ] = None,
+    num_envs: Annotated[int, typer.Option(min=1, help="Environments stepped together.")] = 4,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Sample an RLlib expert's actions.")
+    ] = False,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Cut episodes at this many steps.")
+    ] = None,
 ) -> None:
-    """Roll an expert out in one environment (no Beam) and write a dataset."""
-    _not_built("rollout", 4)
+    """Roll an expert out in one process (no Beam): validate, filter, tokenize, write a dataset."""
+    from rich.progress import Progress
+
+    from kibble.pipelines.local import TaskJob, curate
+
+    if expert not in ("random", "scripted"):
+        _quiet_ray()
+    job = TaskJob(task, expert, episodes, str(card) if card else None, sample, max_steps)
+    with Progress(console=_stderr()) as bar:
+        progress = bar.add_task(f"rolling out {task}", total=episodes)
+        manifest = curate(
+            out.name, [job], out, seed, fraction, num_envs, lambda _: bar.advance(progress)
+        )
+    t = manifest["tasks"][task]
+    rejected = ", ".join(f"{k} {v}" for k, v in t["rejected"].items()) or "none"
+    typer.echo(
+        f"{task}: kept {t['kept']} of {t['planned']} episodes (rejected: {rejected}); "
+        f"{t['steps']} steps, {t['tokens']} tokens; threshold {t['threshold']} ({t['rule']}); "
+        f"wrote {out}"
+    )
 
 
 @pipeline_app.command("run")
@@ -231,7 +263,27 @@ def inspect(
     dataset_dir: Annotated[Path, typer.Argument(help="A dataset directory.")],
 ) -> None:
     """Summarise a dataset: counts, returns, tokens per step, size, schema checks."""
-    _not_built("inspect", 4)
+    from kibble.pipelines.inspection import inspect_dataset
+
+    report = inspect_dataset(dataset_dir)
+    typer.echo(f"{dataset_dir}: schema version {', '.join(sorted(report.schema_versions))}")
+    for name, t in sorted(report.tasks.items()):
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(t.rejected.items())) or "none"
+        returns = (
+            "n/a"
+            if t.return_mean is None
+            else f"{t.return_mean:.4g} (min {t.return_min:.4g}, max {t.return_max:.4g})"
+        )
+        typer.echo(
+            f"  {name}: kept {t.kept}, rejected {rejected}; return {returns}; "
+            f"{t.steps} steps, {t.tokens_per_step:.1f} tokens/step; {t.bytes:,} bytes"
+        )
+    if report.problems:
+        typer.echo("problems:", err=True)
+        for problem in report.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("every file matches its schema")
 
 
 @app.command()

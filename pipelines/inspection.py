@@ -1,0 +1,108 @@
+"""`kibble inspect`: what a dataset holds, checked against its schemas.
+
+Reads only footers and the small per-episode columns, never tokens or pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kibble.errors import KibbleError
+from kibble.pipelines.dataset import DATA_DIR, MANIFEST, REJECTED_DIR
+from kibble.schemas.parquet import read_schema_version
+from kibble.schemas.validate import validate_file
+
+
+@dataclass
+class TaskSummary:
+    task: str
+    kept: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    tokens: int = 0
+    return_mean: float | None = None
+    return_min: float | None = None
+    return_max: float | None = None
+    bytes: int = 0
+
+    @property
+    def tokens_per_step(self) -> float:
+        return self.tokens / self.steps if self.steps else 0.0
+
+
+@dataclass
+class Inspection:
+    root: Path
+    schema_versions: set[str]
+    tasks: dict[str, TaskSummary]
+    problems: list[str]
+    manifest: dict | None
+
+
+def inspect_dataset(root: str | Path) -> Inspection:
+    """Summarise every task and validate every file; problems are listed, not raised."""
+    root = Path(root)
+    if not root.is_dir():
+        raise KibbleError(f"{root} is not a dataset directory (it does not exist)")
+    files = sorted(root.rglob("*.parquet"))
+    if not files:
+        raise KibbleError(f"{root} holds no Parquet files; is it a kibble dataset?")
+    manifest_path = root / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    problems = [] if manifest else [f"{MANIFEST} is missing"]
+    tasks: dict[str, TaskSummary] = {}
+    versions: set[str] = set()
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        try:
+            mismatches = validate_file(path)
+        except KibbleError as e:
+            problems.append(str(e))
+            continue
+        problems += [f"{rel}: {m}" for m in mismatches]
+        versions.add(read_schema_version(path) or "none")
+        if mismatches:
+            continue
+        if rel.startswith(DATA_DIR + "/"):
+            _add_data_file(path, tasks)
+        elif rel.startswith(REJECTED_DIR + "/"):
+            rejected = pq.read_table(path, columns=["task", "reason"])
+            for task, reason in zip(
+                rejected["task"].to_pylist(), rejected["reason"].to_pylist(), strict=True
+            ):
+                summary = tasks.setdefault(task, TaskSummary(task))
+                summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
+    if manifest:
+        for entry in manifest.get("files", []):
+            if not (root / entry["path"]).is_file():
+                problems.append(f"{entry['path']} is in the manifest but missing")
+    return Inspection(root, versions, tasks, problems, manifest)
+
+
+def _add_data_file(path: Path, tasks: dict[str, TaskSummary]) -> None:
+    table = pq.read_table(
+        path,
+        columns=["task", "episode_id", "episode_return", "n_observation_tokens", "n_action_tokens"],
+    )
+    per_task = table.group_by(["task", "episode_id"]).aggregate([("episode_return", "max")])
+    for task in set(table["task"].to_pylist()):
+        rows = table.filter(pc.equal(table["task"], task))
+        episodes = per_task.filter(pc.equal(per_task["task"], task))
+        returns = episodes["episode_return_max"]
+        s = tasks.setdefault(task, TaskSummary(task))
+        s.kept += episodes.num_rows
+        s.steps += rows.num_rows
+        s.tokens += int(
+            pc.sum(rows["n_observation_tokens"]).as_py()
+            + rows.num_rows
+            + pc.sum(rows["n_action_tokens"]).as_py()
+        )
+        s.return_mean = pc.mean(returns).as_py()
+        s.return_min = pc.min(returns).as_py()
+        s.return_max = pc.max(returns).as_py()
+        s.bytes += path.stat().st_size

@@ -1,0 +1,121 @@
+"""`kibble rollout`'s curation, end to end on real environments (small sizes)."""
+
+import json
+
+import duckdb
+import gymnasium as gym
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from kibble.errors import KibbleError
+from kibble.pipelines.dataset import sha256
+from kibble.pipelines.inspection import inspect_dataset
+from kibble.pipelines.local import TaskJob, curate, episode_seed
+
+
+class GlitchyEnv(gym.Env):
+    """CartPole whose observations turn NaN on step 3 of every third seed (a broken sensor)."""
+
+    def __init__(self):
+        self._env = gym.make("CartPole-v1")
+        self.observation_space = self._env.observation_space
+        self.action_space = self._env.action_space
+
+    def reset(self, *, seed=None, options=None):
+        self._broken = seed is not None and seed % 3 == 0
+        self._t = 0
+        return self._env.reset(seed=seed)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        self._t += 1
+        if self._broken and self._t == 3:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+gym.register("KibbleTestGlitchy-v0", entry_point=GlitchyEnv)
+
+
+def test_every_planned_episode_is_kept_or_rejected_with_a_reason(tmp_path):
+    out = tmp_path / "ds"
+    jobs = [
+        TaskJob("gym/KibbleTestGlitchy-v0", "random", 30),
+        TaskJob("metaworld/reach-v3", "scripted", 2, max_steps=60),
+    ]
+    manifest = curate("test", jobs, out, base_seed=1)
+    glitchy = manifest["tasks"]["gym/KibbleTestGlitchy-v0"]
+    assert glitchy["kept"] + sum(glitchy["rejected"].values()) == 30
+    broken = sum(episode_seed(1, "gym/KibbleTestGlitchy-v0", i) % 3 == 0 for i in range(30))
+    assert glitchy["rejected"]["non_finite_observation"] == broken > 0
+    assert glitchy["rejected"]["below_threshold"] > 0
+    reach = manifest["tasks"]["metaworld/reach-v3"]
+    assert reach["kept"] + sum(reach["rejected"].values()) == 2
+
+    rejected = pq.read_table(out / "rejected" / "part-00000.parquet").to_pylist()
+    assert len(rejected) == sum(sum(t["rejected"].values()) for t in manifest["tasks"].values())
+    below = [r for r in rejected if r["reason"] == "below_threshold"]
+    assert all(r["episode_return"] < glitchy["threshold"] for r in below)
+    assert all(r["episode_length"] > 0 for r in below)
+
+    kept = pq.read_table(out / "data" / "gym__KibbleTestGlitchy-v0" / "part-00000.parquet")
+    assert kept.num_rows == glitchy["steps"]
+    assert min(kept["episode_return"].to_pylist()) >= glitchy["threshold"]
+    for entry in manifest["files"]:
+        assert sha256(out / entry["path"]) == entry["sha256"]
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert "gym/KibbleTestGlitchy-v0" in (out / "README.md").read_text()
+
+
+def test_plain_tools_read_the_dataset(tmp_path):
+    out = tmp_path / "ds"
+    curate("test", [TaskJob("gym/CartPole-v1", "random", 12)], out)
+    files = str(out / "data" / "*" / "*.parquet")
+    n = pq.read_table(out / "data" / "gym__CartPole-v1" / "part-00000.parquet").num_rows
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{files}')").fetchall() == [(n,)]
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert len(ds) == n and "observation_tokens" in ds.column_names
+
+
+def test_the_same_config_gives_the_same_dataset(tmp_path):
+    a = curate("t", [TaskJob("gym/CartPole-v1", "random", 8)], tmp_path / "a", num_envs=1)
+    b = curate("t", [TaskJob("gym/CartPole-v1", "random", 8)], tmp_path / "b", num_envs=3)
+    assert [f["sha256"] for f in a["files"]] == [f["sha256"] for f in b["files"]]
+    assert a["tasks"] == b["tasks"]
+
+
+def test_a_killed_run_leaves_the_old_dataset_and_a_rerun_replaces_it(tmp_path):
+    out = tmp_path / "ds"
+    first = curate("t", [TaskJob("gym/CartPole-v1", "random", 6)], out)
+
+    def killed(episode):
+        if episode.episode_id.endswith("000003"):
+            raise KeyboardInterrupt  # the job is killed midway
+
+    with pytest.raises(KeyboardInterrupt):
+        curate("t", [TaskJob("gym/CartPole-v1", "random", 6, max_steps=5)], out, on_episode=killed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging left behind
+    assert json.loads((out / "manifest.json").read_text()) == first
+    again = curate("t", [TaskJob("gym/CartPole-v1", "random", 6)], out)
+    assert [f["sha256"] for f in again["files"]] == [f["sha256"] for f in first["files"]]
+
+
+def test_inspect_summarises_and_names_problems(tmp_path):
+    out = tmp_path / "ds"
+    curate("t", [TaskJob("gym/CartPole-v1", "random", 10)], out)
+    report = inspect_dataset(out)
+    summary = report.tasks["gym/CartPole-v1"]
+    assert summary.kept + sum(summary.rejected.values()) == 10
+    assert summary.tokens_per_step == 6.0 and report.problems == []
+    (out / "data" / "gym__CartPole-v1" / "junk.parquet").write_bytes(b"nope")
+    assert any("junk.parquet" in p for p in inspect_dataset(out).problems)
+    with pytest.raises(KibbleError, match="not a dataset directory"):
+        inspect_dataset(tmp_path / "missing")
+
+
+def test_bad_fraction_is_refused(tmp_path):
+    with pytest.raises(KibbleError, match="fraction"):
+        curate("t", [TaskJob("gym/CartPole-v1", "random", 1)], tmp_path / "x", fraction=1.5)
