@@ -1,0 +1,261 @@
+"""The curation stages as plain functions, shared by `kibble rollout` and the Beam job.
+
+1. ``rollout_shard``: roll out a shard of a task's episodes, validate each, tokenize
+   the valid ones into a staging Parquet file; returns one ``EpisodeOutcome`` each.
+2. ``task_threshold``: from all outcomes of a task, the expert return (Gato's
+   windowed rule over valid episodes in collection order, or the expert card's)
+   and the threshold.
+3. ``finalize_shard``: copy a staging file's kept episodes into the dataset, a row
+   group at a time (bounded memory).
+4. ``rejected_rows`` / ``task_entry``: the rejected table and manifest entry.
+
+Episode seeds derive from (base seed, task, episode index) only, so any sharding,
+any runner and any number of workers give the same episodes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kibble.envs import get_task
+from kibble.errors import KibbleError
+from kibble.experts.card import read_card
+from kibble.experts.policy import Policy
+from kibble.experts.sources import load_expert
+from kibble.pipelines import filtering
+from kibble.pipelines.rollout import EpisodeJob, make_episode_id, run_episodes
+from kibble.pipelines.tokenizing import tokenize_episode
+from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
+from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
+from kibble.schemas.parquet import EpisodeFileWriter
+from kibble.schemas.records import Episode
+from kibble.tokenize.episode import EpisodeTokenizer
+
+
+@dataclass
+class TaskJob:
+    """One task of a dataset: what to roll out and how to judge it."""
+
+    task: str
+    """Task id, e.g. gym/CartPole-v1."""
+    expert: str
+    """Checkpoint path, ``scripted`` or ``random``."""
+    episodes: int
+    """Episodes to roll out (planned)."""
+    card: str | None = None
+    """Expert card: its expert return replaces the windowed rule; its random return
+    serves the threshold when the expert return is not positive."""
+    sample: bool = False
+    """Sample an RLlib expert's actions instead of acting greedily."""
+    max_steps: int | None = None
+    """Cut episodes at this many steps (neither terminated nor truncated then)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Episodes ``[start, stop)`` of one task."""
+
+    job: TaskJob
+    index: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """What became of one episode before filtering (small: crosses Beam stages)."""
+
+    task: str
+    episode_id: str
+    index: int
+    episode_return: float
+    episode_length: int
+    reason: str | None  # None: valid, a candidate in the shard's staging file
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    expert_return: float | None
+    source: str
+    random_return: float | None
+    fraction: float
+    threshold: float | None
+    rule: str
+
+
+def episode_seed(base_seed: int, task: str, index: int) -> int:
+    """The reset seed of episode ``index`` of ``task``: from (base seed, task, index) only."""
+    seq = np.random.SeedSequence([base_seed, zlib.crc32(task.encode()), index])
+    return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def plan_shards(job: TaskJob, episodes_per_shard: int) -> list[Shard]:
+    if job.episodes < 1:
+        raise KibbleError(f"{job.task}: episodes must be at least 1, got {job.episodes}")
+    size = max(1, episodes_per_shard)
+    return [
+        Shard(job, i, start, min(start + size, job.episodes))
+        for i, start in enumerate(range(0, job.episodes, size))
+    ]
+
+
+def shard_file(root: Path, directory: str, task: str, shard: int) -> Path:
+    return Path(root) / directory / task.replace("/", "__") / f"part-{shard:05d}.parquet"
+
+
+def rollout_shard(
+    shard: Shard,
+    staging: Path,
+    base_seed: int,
+    num_envs: int = 4,
+    on_episode: Callable[[Episode], None] | None = None,
+    policy: Policy | None = None,
+) -> list[EpisodeOutcome]:
+    """Roll a shard out; valid episodes' tokens go to ``staging`` (written atomically)."""
+    job = shard.job
+    task = get_task(job.task)
+    obs_space, act_space = task.spaces()
+    if policy is None:
+        policy = load_expert(task, job.expert, obs_space, act_space, sample=job.sample)
+    tokenizer = EpisodeTokenizer(obs_space, act_space)
+    jobs = [
+        EpisodeJob(make_episode_id(job.task, base_seed, i), episode_seed(base_seed, job.task, i))
+        for i in range(shard.start, shard.stop)
+    ]
+    index = {j.episode_id: shard.start + k for k, j in enumerate(jobs)}
+    outcomes, candidates = [], []
+    episodes = run_episodes(
+        task.make, policy, jobs, job.task, num_envs=num_envs, max_steps=job.max_steps
+    )
+    for episode in episodes:
+        if on_episode:
+            on_episode(episode)
+        problem = validate_episode(episode, obs_space, act_space)
+        ret = episode.episode_return
+        outcomes.append(
+            EpisodeOutcome(
+                job.task,
+                episode.episode_id,
+                index[episode.episode_id],
+                ret if np.isfinite(ret) else float("nan"),
+                episode.length,
+                problem.reason if problem else None,
+                problem.detail if problem else "",
+            )
+        )
+        if problem is None:
+            candidates.append(tokenized_episode_to_table(tokenize_episode(episode, tokenizer)))
+    # Episodes finish out of order with several environments: write in index order so
+    # the file does not depend on how many ran together.
+    candidates.sort(key=lambda t: index[t["episode_id"][0].as_py()])
+    with EpisodeFileWriter(staging, TOKENIZED_EPISODE_SCHEMA) as writer:
+        for table in candidates:
+            writer.write(table)
+    return sorted(outcomes, key=lambda o: o.index)
+
+
+def task_threshold(job: TaskJob, outcomes: Iterable[EpisodeOutcome], fraction: float) -> Threshold:
+    """Expert return and threshold of a task from all its outcomes."""
+    valid = sorted((o for o in outcomes if o.reason is None), key=lambda o: o.index)
+    card = read_card(job.card) if job.card else None
+    if card is not None:
+        expert, source = card.expert_return.mean, "card"
+    elif valid:
+        expert = filtering.windowed_expert_return([o.episode_return for o in valid])
+        source = "windowed"
+    else:
+        return Threshold(None, "none", None, fraction, None, "no_valid_episodes")
+    random_return = card.random_return.mean if card is not None else None
+    value, rule = filtering.threshold(expert, random_return, fraction)
+    return Threshold(expert, source, random_return, fraction, value, rule)
+
+
+def is_kept(outcome: EpisodeOutcome, threshold: Threshold) -> bool:
+    return (
+        outcome.reason is None
+        and threshold.threshold is not None
+        and outcome.episode_return >= threshold.threshold
+    )
+
+
+def finalize_shard(staging: Path, kept_ids: list[str], out_file: Path) -> int:
+    """Copy the kept episodes of a staging file to ``out_file``; returns rows written."""
+    if not kept_ids:
+        return 0
+    keep = pa.array(kept_ids, pa.string())
+    source = pq.ParquetFile(staging)
+    with EpisodeFileWriter(out_file, TOKENIZED_EPISODE_SCHEMA) as writer:
+        for group in range(source.num_row_groups):
+            rows = source.read_row_group(group)
+            writer.write(rows.filter(pc.is_in(rows["episode_id"], value_set=keep)))
+    return writer.num_rows
+
+
+def rejected_rows(outcomes: Iterable[EpisodeOutcome], threshold: Threshold) -> list[dict]:
+    rows = []
+    for o in outcomes:
+        if is_kept(o, threshold):
+            continue
+        reason, detail = o.reason, o.detail
+        if reason is None:
+            reason = BELOW_THRESHOLD
+            thr = threshold.threshold
+            detail = (
+                f"return {o.episode_return:.6g} < threshold {thr:.6g} ({threshold.rule})"
+                if thr is not None
+                else "no valid episode of the task to set a threshold"
+            )
+        rows.append(
+            {
+                "task": o.task,
+                "episode_id": o.episode_id,
+                "episode_return": o.episode_return,
+                "episode_length": o.episode_length,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
+    return rows
+
+
+def task_entry(
+    job: TaskJob, outcomes: list[EpisodeOutcome], threshold: Threshold, data_files: list[Path]
+) -> dict:
+    """The task's manifest entry; checks that kept + rejected = planned."""
+    kept = [o for o in outcomes if is_kept(o, threshold)]
+    reasons = Counter(r["reason"] for r in rejected_rows(outcomes, threshold))
+    steps = tokens = 0
+    for path in data_files:
+        t = pq.read_table(path, columns=["n_observation_tokens", "n_action_tokens"])
+        steps += t.num_rows
+        tokens += int(
+            pc.sum(t["n_observation_tokens"]).as_py()
+            + t.num_rows
+            + pc.sum(t["n_action_tokens"]).as_py()
+        )
+    if len(outcomes) != job.episodes or len(kept) + sum(reasons.values()) != job.episodes:
+        raise RuntimeError(f"{job.task}: kept + rejected != planned")  # a kibble bug
+    return {
+        "expert": job.expert,
+        "planned": job.episodes,
+        "kept": len(kept),
+        "rejected": dict(sorted(reasons.items())),
+        "steps": steps,
+        "tokens": tokens,
+        "expert_return": threshold.expert_return,
+        "expert_return_source": threshold.source,
+        "random_return": threshold.random_return,
+        "fraction": threshold.fraction,
+        "threshold": threshold.threshold,
+        "rule": threshold.rule,
+    }
