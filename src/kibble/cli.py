@@ -249,13 +249,37 @@ def rollout(
     )
 
 
-@pipeline_app.command("run")
+@pipeline_app.command(
+    "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
 def pipeline_run(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Dataset config YAML.")],
     out: Annotated[Path | None, typer.Option(help="Override the config's output.")] = None,
 ) -> None:
-    """Run the curation pipeline on Beam (local runner by default)."""
-    _not_built("pipeline run", 4)
+    """Run the curation job on Beam (local multi-process runner by default).
+
+    Options kibble does not know go to Beam, e.g. --direct_num_workers=1.
+    """
+    from kibble.pipelines.beam_job import run
+    from kibble.pipelines.config import load_config
+
+    cfg = load_config(config, output=str(out) if out else None)
+    if any(job.expert not in ("random", "scripted") for job in cfg.tasks):
+        _quiet_ray()
+    typer.echo(
+        f"{cfg.name}: {sum(j.episodes for j in cfg.tasks)} episodes of {len(cfg.tasks)} task(s) "
+        f"on Beam ...",
+        err=True,
+    )
+    manifest = run(cfg, ctx.args)
+    for task, t in manifest["tasks"].items():
+        rejected = ", ".join(f"{k} {v}" for k, v in t["rejected"].items()) or "none"
+        typer.echo(
+            f"{task}: kept {t['kept']} of {t['planned']} (rejected: {rejected}); "
+            f"{t['steps']} steps, {t['tokens']} tokens"
+        )
+    typer.echo(f"wrote {cfg.output}")
 
 
 @app.command()

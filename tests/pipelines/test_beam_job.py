@@ -1,0 +1,104 @@
+"""The Beam job: its transforms on in-memory records, and end to end on the local runner."""
+
+import json
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from kibble.errors import KibbleError
+from kibble.pipelines.beam_job import ThresholdPerTask, run
+from kibble.pipelines.config import load_config
+from kibble.pipelines.stages import EpisodeOutcome, TaskJob, Threshold
+
+
+def outcome(task, i, ret, reason=None):
+    return EpisodeOutcome(task, f"{task}#{i}", i, ret, 10, reason)
+
+
+def test_threshold_per_task_uses_valid_episodes_in_collection_order():
+    jobs = {"a/x": TaskJob("a/x", "random", 20), "b/y": TaskJob("b/y", "random", 3)}
+    # a/x: 20 episodes -> W = 2; the best pair of consecutive valid returns is (10, 10).
+    a = [outcome("a/x", i, 1.0) for i in range(20)]
+    a[5], a[6] = outcome("a/x", 5, 10.0), outcome("a/x", 6, 10.0)
+    a[7] = outcome("a/x", 7, float("nan"), "non_finite_reward")  # invalid: not counted
+    b = [outcome("b/y", i, r) for i, r in enumerate([-5.0, -1.0, -3.0])]  # W = 1: expert -1
+    with TestPipeline() as p:
+        grouped = p | beam.Create([("a/x", a), ("b/y", b)])
+        result = grouped | ThresholdPerTask(jobs, 0.8)
+        assert_that(
+            result,
+            equal_to(
+                [
+                    ("a/x", Threshold(10.0, "windowed", None, 0.8, 8.0, "fraction_of_expert")),
+                    (
+                        "b/y",
+                        Threshold(-1.0, "windowed", None, 0.8, -0.8, "random_plus_fraction_of_gap"),
+                    ),
+                ]
+            ),
+        )
+
+
+CONFIG = """
+name: beamtest
+output: {out}
+seed: 3
+filter: {{fraction: 0.8}}
+episodes_per_shard: 8
+tasks:
+  - {{task: gym/CartPole-v1, expert: random, episodes: 20}}
+  - {{task: metaworld/reach-v3, expert: scripted, episodes: 2, max_steps: 40}}
+"""
+
+
+@pytest.mark.slow
+def test_local_runner_end_to_end_and_deterministic_across_workers(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(out=tmp_path / "two"))
+    two = run(load_config(path), ["--direct_num_workers=2"])
+    one = run(load_config(path, output=str(tmp_path / "one")), ["--direct_running_mode=in_memory"])
+    assert [(f["path"], f["sha256"]) for f in one["files"]] == [
+        (f["path"], f["sha256"]) for f in two["files"]
+    ]
+    for task, t in two["tasks"].items():
+        assert t["kept"] + sum(t["rejected"].values()) == t["planned"], task
+    cartpole = two["tasks"]["gym/CartPole-v1"]
+    shards = sorted((tmp_path / "two" / "data" / "gym__CartPole-v1").glob("*.parquet"))
+    assert 1 <= len(shards) <= 3  # one file per shard with kept episodes
+    assert sum(pq.ParquetFile(s).metadata.num_rows for s in shards) == cartpole["steps"]
+    rejected = pq.read_table(tmp_path / "two" / "rejected" / "part-00000.parquet")
+    assert rejected.num_rows == sum(sum(t["rejected"].values()) for t in two["tasks"].values())
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["config"]["seed"] == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+TASK = "tasks: [{task: gym/CartPole-v1, expert: random, episodes: 2}]"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("output: x\ntasks: []", "tasks: expected a non-empty list"),
+        ("tasks: []", "output: missing"),
+        (
+            "output: x\ntasks: [{task: gym/CartPole-v1, expert: random}]",
+            r"tasks\[0\].episodes: missing",
+        ),
+        ("output: x\n" + TASK.replace("CartPole", "CartPol"), "closest: gym/CartPole-v1"),
+        (
+            "output: x\nfilter: {fraction: 2}\n" + TASK,
+            r"filter.fraction: expected a number in \(0, 1\]",
+        ),
+        ("output: x\nseed: abc\n" + TASK, "seed: expected a non-negative integer"),
+        ("[1, 2", "not valid YAML"),
+    ],
+)
+def test_config_errors_name_the_file_and_field(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(KibbleError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
