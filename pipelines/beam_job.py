@@ -126,6 +126,8 @@ def default_options(argv: list[str]) -> PipelineOptions:
             args.append("--direct_running_mode=multi_processing")
         if not any(a.startswith("--direct_num_workers") for a in args):
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        args.append("--default_sdk_harness_log_level=WARNING")  # workers log INFO otherwise
     return PipelineOptions(args)
 
 

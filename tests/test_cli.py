@@ -27,7 +27,6 @@ def test_help_lists_every_command_of_the_spec():
 @pytest.mark.parametrize(
     "args",
     [
-        ["pipeline", "run", "config.yaml"],
         ["train", "mixture.yaml", "--out", "x"],
         ["eval", "run", "--task", "gym/CartPole-v1", "--episodes", "1"],
     ],
@@ -97,3 +96,9 @@ def test_rollout_then_inspect(tmp_path):
     (out / "rejected" / "part-00000.parquet").write_bytes(b"corrupt")
     done = kibble("inspect", str(out))
     assert done.returncode == 1 and "not a readable Parquet file" in done.stderr
+
+
+def test_pipeline_config_errors_are_one_paragraph(tmp_path):
+    done = kibble("pipeline", "run", str(tmp_path / "missing.yaml"))
+    assert done.returncode == 1 and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr

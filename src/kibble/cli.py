@@ -265,6 +265,7 @@ def pipeline_run(
     from kibble.pipelines.config import load_config
 
     cfg = load_config(config, output=str(out) if out else None)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)  # worker chatter, not news
     if any(job.expert not in ("random", "scripted") for job in cfg.tasks):
         _quiet_ray()
     typer.echo(

@@ -1,0 +1,144 @@
+"""Curation overhead and memory: pipeline steps/s vs a bare rollout loop, in one run.
+
+    python benchmarks/pipeline.py [--episodes 40]
+
+For gym/CartPole-v1 (random expert) and metaworld/reach-v3 (scripted expert):
+
+- one process: ``kibble rollout``'s curation (record, validate, tokenize, filter,
+  write Parquet) vs a bare loop of the same policy and environment (reset, act,
+  step, nothing kept); the ratio of environment steps per second.
+- two processes: the Beam job on the local runner with 2 workers vs two bare
+  loops in two processes, same episodes.
+- peak memory (max RSS of a fresh process) of the one-process curation at 1x and
+  4x the episodes.
+
+Target: ratio >= 0.9; peak memory flat within 10% from 1x to 4x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TASKS = [("gym/CartPole-v1", "random", None), ("metaworld/reach-v3", "scripted", 200)]
+
+
+def bare_loop(task_id: str, expert: str, max_steps: int | None, indices: list[int]) -> int:
+    """Reset, act, step; nothing recorded. Returns the number of steps."""
+    from kibble.envs import get_task
+    from kibble.experts.sources import load_expert
+    from kibble.pipelines.stages import episode_seed
+
+    task = get_task(task_id)
+    env = task.make()
+    policy = load_expert(task, expert, env.observation_space, env.action_space)
+    steps = 0
+    for i in indices:
+        seed = episode_seed(0, task_id, i)
+        obs, _ = env.reset(seed=seed)
+        policy.start_episode(0, seed)
+        t = 0
+        while True:
+            obs, _, terminated, truncated, _ = env.step(policy.act([obs], [0])[0])
+            t += 1
+            if terminated or truncated or (max_steps and t >= max_steps):
+                break
+        steps += t
+    return steps
+
+
+def _bare_worker(args) -> int:
+    return bare_loop(*args)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def curate_once(task_id: str, expert: str, max_steps: int | None, episodes: int, out: Path):
+    from kibble.pipelines.local import TaskJob, curate
+
+    manifest = curate(
+        "bench", [TaskJob(task_id, expert, episodes, max_steps=max_steps)], out, num_envs=1
+    )
+    return manifest
+
+
+def planned_steps(task_id: str, expert: str, max_steps: int | None, episodes: int) -> int:
+    return bare_loop(task_id, expert, max_steps, list(range(episodes)))
+
+
+PEAK_SNIPPET = """
+import resource, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {here!r})
+from pipeline import curate_once
+with tempfile.TemporaryDirectory() as d:
+    curate_once({task!r}, {expert!r}, {max_steps!r}, {episodes}, Path(d) / "ds")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mib(task_id: str, expert: str, max_steps: int | None, episodes: int) -> float:
+    code = PEAK_SNIPPET.format(
+        here=str(Path(__file__).parent), task=task_id, expert=expert, max_steps=max_steps,
+        episodes=episodes,
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def beam_once(task_id: str, expert: str, max_steps: int | None, episodes: int, out: Path) -> None:
+    from kibble.pipelines.beam_job import run
+    from kibble.pipelines.config import DatasetConfig
+    from kibble.pipelines.stages import TaskJob
+
+    config = DatasetConfig(
+        "bench", str(out), [TaskJob(task_id, expert, episodes, max_steps=max_steps)],
+        episodes_per_shard=max(1, episodes // 2), num_envs=1,
+    )  # fmt: skip
+    run(config, ["--direct_num_workers=2"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=40)
+    args = parser.parse_args()
+    n = args.episodes
+    print(f"{n} episodes per task; steps/s; ratio = pipeline / bare loop on the same processes")
+    for task_id, expert, max_steps in TASKS:
+        report(task_id, expert, max_steps, n)
+
+
+def report(task_id: str, expert: str, max_steps: int | None, n: int) -> None:
+    steps, t_bare = timed(lambda: bare_loop(task_id, expert, max_steps, list(range(n))))
+    with tempfile.TemporaryDirectory() as d:
+        _, t_pipe = timed(lambda: curate_once(task_id, expert, max_steps, n, Path(d) / "ds"))
+    print(f"{task_id} ({expert}), 1 process: bare {steps / t_bare:,.0f}, "
+          f"kibble rollout {steps / t_pipe:,.0f}, ratio {t_bare / t_pipe:.2f}")  # fmt: skip
+    halves = [list(range(0, n, 2)), list(range(1, n, 2))]
+    with mp.get_context("spawn").Pool(2) as pool:
+        jobs = [(task_id, expert, max_steps, h) for h in halves]
+        _, t_bare2 = timed(lambda: sum(pool.map(_bare_worker, jobs)))
+    with tempfile.TemporaryDirectory() as d:
+        _, t_beam = timed(lambda: beam_once(task_id, expert, max_steps, n, Path(d) / "ds"))
+    print(f"{task_id} ({expert}), 2 processes: bare {steps / t_bare2:,.0f}, "
+          f"Beam job {steps / t_beam:,.0f}, ratio {t_bare2 / t_beam:.2f} "
+          f"(Beam start-up included)")  # fmt: skip
+    one, four = (peak_rss_mib(task_id, expert, max_steps, k * n) for k in (1, 4))
+    print(f"{task_id}: peak memory {one:.0f} MiB at {n} episodes, {four:.0f} MiB at "
+          f"{4 * n} ({(four / one - 1) * 100:+.1f}%)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
