@@ -44,13 +44,15 @@ SUMMARIES = ".summaries"
 
 
 class RolloutShards(beam.DoFn):
-    """Roll out shards; experts load once per worker (``setup``) and are reused."""
+    """Roll out shards; each worker loads an expert and builds environments once per
+    task (on its first shard of the task) and reuses them for the rest."""
 
     def __init__(self, root: str, base_seed: int, num_envs: int) -> None:
         self.root, self.base_seed, self.num_envs = root, base_seed, num_envs
 
     def setup(self) -> None:
         self._policies: dict = {}
+        self._envs: dict[str, list] = {}
         self._episodes = Metrics.counter("kibble", "episodes_rolled_out")
 
     def _policy(self, job: TaskJob):
@@ -64,13 +66,23 @@ class RolloutShards(beam.DoFn):
     def process(self, shard: Shard) -> Iterable[EpisodeOutcome]:
         staging = stages.shard_file(Path(self.root), STAGING, shard.job.task, shard.index)
         outcomes = stages.rollout_shard(
-            shard, staging, self.base_seed, self.num_envs, policy=self._policy(shard.job)
+            shard,
+            staging,
+            self.base_seed,
+            self.num_envs,
+            policy=self._policy(shard.job),
+            env_pool=self._envs.setdefault(shard.job.task, []),
         )
         self._episodes.inc(len(outcomes))
         for outcome in outcomes:
             if outcome.reason is not None:
                 Metrics.counter("kibble", f"rejected_{outcome.reason}").inc()
             yield outcome
+
+    def teardown(self) -> None:
+        for pool in getattr(self, "_envs", {}).values():
+            for env in pool:
+                env.close()
 
 
 class FinalizeShard(beam.DoFn):

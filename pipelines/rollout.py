@@ -76,15 +76,21 @@ def run_episodes(
     task: str,
     num_envs: int = 1,
     max_steps: int | None = None,
+    env_pool: list[gym.Env] | None = None,
 ) -> Iterator[Episode]:
     """Roll ``policy`` out for every job, ``num_envs`` environments at a time.
 
     Episodes are yielded as they finish (so not in job order when ``num_envs > 1``).
     ``max_steps`` cuts an episode: its last step then has neither flag set. Meta-World
     style ``info["success"]`` is recorded as whether the episode ever succeeded.
+
+    ``env_pool``: environments to reuse (and extend) across calls, e.g. a Beam worker's
+    across shards; the caller owns and closes them. Every episode starts with a seeded
+    reset, so reusing an environment does not change its episodes.
     """
     pending = iter(jobs)
-    envs: list[gym.Env] = []
+    owned = env_pool is None
+    envs: list[gym.Env] = [] if env_pool is None else env_pool
     active: dict[int, _Recorder] = {}
 
     def start(slot: int) -> None:
@@ -121,5 +127,6 @@ def run_episodes(
                     yield rec.episode(task, policy.name)
                     start(slot)
     finally:
-        for env in envs:
-            env.close()
+        if owned:
+            for env in envs:
+                env.close()

@@ -120,8 +120,12 @@ def rollout_shard(
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
     policy: Policy | None = None,
+    env_pool: list | None = None,
 ) -> list[EpisodeOutcome]:
-    """Roll a shard out; valid episodes' tokens go to ``staging`` (written atomically)."""
+    """Roll a shard out; valid episodes' tokens go to ``staging`` (written atomically).
+
+    ``policy`` and ``env_pool`` let a worker reuse its expert and environments.
+    """
     job = shard.job
     task = get_task(job.task)
     obs_space, act_space = task.spaces()
@@ -135,7 +139,7 @@ def rollout_shard(
     index = {j.episode_id: shard.start + k for k, j in enumerate(jobs)}
     outcomes, candidates = [], []
     episodes = run_episodes(
-        task.make, policy, jobs, job.task, num_envs=num_envs, max_steps=job.max_steps
+        task.make, policy, jobs, job.task, num_envs, job.max_steps, env_pool=env_pool
     )
     for episode in episodes:
         if on_episode:

@@ -30,3 +30,29 @@ def test_episodes_record_flags_and_seed():
         assert len(e.observations) == len(e.actions) == e.length
         assert e.seed == 100 + int(e.episode_id[1:])
         assert e.success is None  # CartPole reports no success
+
+
+def test_reusing_an_environment_pool_does_not_change_episodes():
+    task = get_task("metaworld/reach-v3")
+    env = task.make()
+    from kibble.experts.scripted import ScriptedPolicy
+
+    policy = ScriptedPolicy("reach-v3", env.action_space)
+    jobs = [EpisodeJob(f"e{i}", seed=i) for i in range(3)]
+    fresh = list(run_episodes(task.make, policy, jobs, task.id, num_envs=2, max_steps=15))
+    pool: list = []
+    list(
+        run_episodes(
+            task.make, policy, jobs[::-1], task.id, num_envs=2, max_steps=15, env_pool=pool
+        )
+    )
+    reused = list(
+        run_episodes(task.make, policy, jobs, task.id, num_envs=2, max_steps=15, env_pool=pool)
+    )
+    assert len(pool) == 2  # built once, kept by the caller
+    by_id = {e.episode_id: e for e in reused}
+    for e in fresh:
+        np.testing.assert_array_equal(e.observations, by_id[e.episode_id].observations)
+        np.testing.assert_array_equal(e.actions, by_id[e.episode_id].actions)
+    for env in pool:
+        env.close()
