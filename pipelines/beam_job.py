@@ -34,7 +34,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from kibble.envs import get_task
 from kibble.experts.sources import load_expert
-from kibble.pipelines import dataset, stages
+from kibble.pipelines import dataset, plots, stages
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.local import STAGING, finish_dataset
 from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
@@ -189,6 +189,7 @@ def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
                 (root / dataset.DATA_DIR / dataset.task_dir_name(job.task)).glob("*.parquet")
             )
             tasks[job.task] = stages.task_entry(job, outs, threshold, files)
+            plots.return_histogram(root, job.task, outs, threshold)
             rejected += stages.rejected_rows(outs, threshold)
         shutil.rmtree(root / STAGING)
         shutil.rmtree(root / SUMMARIES)

@@ -124,6 +124,11 @@ def write_dataset_card(root: Path, manifest: dict) -> None:
             f"| {task} | {t['expert']} | {t['kept']} | {rejected} | {t['steps']} | "
             f"{t['tokens']} | {_num(t['expert_return'])} | {_num(t['threshold'])} ({t['rule']}) |"
         )
+    pngs = sorted((root / "returns").glob("*.png"))
+    lines += ["", "## Returns, kept vs rejected", ""]
+    lines += [f"![{p.stem}](returns/{p.name})" for p in pngs] or [
+        "(no plots: install matplotlib, `pip install 'kibble[plots]'`)"
+    ]
     lines += [
         "",
         "Read it with plain tools:",

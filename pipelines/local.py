@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from kibble.errors import KibbleError
-from kibble.pipelines import dataset, filtering, stages
+from kibble.pipelines import dataset, filtering, plots, stages
 from kibble.pipelines.stages import TaskJob, episode_seed
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA
 from kibble.schemas.parquet import EpisodeFileWriter
@@ -69,6 +69,7 @@ def curate(
             written = stages.finalize_shard(staging, kept, out_file)
             files = [out_file] if written else []
             tasks[job.task] = stages.task_entry(job, outcomes, threshold, files)
+            plots.return_histogram(root, job.task, outcomes, threshold)
             rejected += stages.rejected_rows(outcomes, threshold)
         shutil.rmtree(root / STAGING)
         config = {"name": name, "seed": base_seed, "filter": {"fraction": fraction},

@@ -65,7 +65,10 @@ def test_every_planned_episode_is_kept_or_rejected_with_a_reason(tmp_path):
     for entry in manifest["files"]:
         assert sha256(out / entry["path"]) == entry["sha256"]
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert "gym/KibbleTestGlitchy-v0" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "gym/KibbleTestGlitchy-v0" in card
+    assert (out / "returns" / "gym__KibbleTestGlitchy-v0.png").stat().st_size > 1000
+    assert "returns/gym__KibbleTestGlitchy-v0.png" in card
 
 
 def test_plain_tools_read_the_dataset(tmp_path):

@@ -1,0 +1,58 @@
+"""Return histograms for the dataset card: kept vs rejected episodes, and the threshold.
+
+matplotlib is optional (``kibble[plots]``, part of ``beam`` and ``all``): without it
+the card says how to get the plots and the dataset is otherwise complete.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from kibble.pipelines.stages import EpisodeOutcome, Threshold, is_kept
+
+log = logging.getLogger(__name__)
+PLOTS_DIR = "returns"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def return_histogram(
+    root: Path, task: str, outcomes: list[EpisodeOutcome], threshold: Threshold
+) -> Path | None:
+    """Write ``returns/<task>.png`` under ``root``; None when matplotlib is missing."""
+    if not available():
+        log.warning(
+            "matplotlib is not installed: no return histogram (pip install 'kibble[plots]')"
+        )
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    kept = [o.episode_return for o in outcomes if is_kept(o, threshold)]
+    below = [o.episode_return for o in outcomes if o.reason is None and not is_kept(o, threshold)]
+    values = np.asarray(kept + below, np.float64)
+    bins = np.histogram_bin_edges(values, bins=30) if values.size else 10
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist([kept, below], bins=bins, stacked=True, label=["kept", "below threshold"],
+            color=["tab:green", "tab:red"])  # fmt: skip
+    if threshold.threshold is not None:
+        ax.axvline(threshold.threshold, color="black", linestyle="--", label="threshold")
+    invalid = sum(1 for o in outcomes if o.reason is not None)
+    ax.set_title(f"{task}: {len(kept)} kept, {len(below)} below threshold, {invalid} invalid")
+    ax.set_xlabel("episode return")
+    ax.set_ylabel("episodes")
+    ax.legend()
+    fig.tight_layout()
+    path = root / PLOTS_DIR / f"{task.replace('/', '__')}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
