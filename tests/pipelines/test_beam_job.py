@@ -102,3 +102,40 @@ def test_config_errors_name_the_file_and_field(tmp_path, text, message):
     with pytest.raises(KibbleError, match=message) as err:
         load_config(path)
     assert str(path) in str(err.value)
+
+
+def test_rollout_and_finalize_transforms_on_one_shard(tmp_path):
+    from kibble.pipelines.beam_job import FinalizeShard, RolloutShards
+    from kibble.pipelines.stages import plan_shards
+
+    job = TaskJob("gym/CartPole-v1", "random", 4)
+    (shard,) = plan_shards(job, 4)
+    with TestPipeline() as p:
+        outcomes = p | beam.Create([shard]) | beam.ParDo(RolloutShards(str(tmp_path), 0, 2))
+        assert_that(
+            outcomes | beam.Map(lambda o: (o.index, o.reason)),
+            equal_to([(i, None) for i in range(4)]),
+        )
+    staged = tmp_path / ".staging" / "gym__CartPole-v1" / "part-00000.parquet"
+    rows = pq.read_table(staged, columns=["episode_id", "episode_return"]).to_pylist()
+    returns = {r["episode_id"]: r["episode_return"] for r in rows}
+    best = max(returns.values())
+    threshold = Threshold(best, "windowed", None, 1.0, best, "fraction_of_expert")
+    kept = [i for i, r in returns.items() if r >= best]
+    group = (
+        ("gym/CartPole-v1", 0),
+        [
+            EpisodeOutcome("gym/CartPole-v1", i, k, r, 1, None)
+            for k, (i, r) in enumerate(returns.items())
+        ],
+    )
+    with TestPipeline() as p:
+        written = (
+            p
+            | beam.Create([group])
+            | beam.ParDo(FinalizeShard(str(tmp_path)), thresholds={"gym/CartPole-v1": threshold})
+        )
+        expected_rows = sum(1 for r in rows if r["episode_id"] in kept)
+        assert_that(written, equal_to([expected_rows]))
+    final = pq.read_table(tmp_path / "data" / "gym__CartPole-v1" / "part-00000.parquet")
+    assert set(final["episode_id"].to_pylist()) == set(kept)
