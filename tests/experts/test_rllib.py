@@ -153,3 +153,19 @@ def test_unknown_set_keys_are_named_with_suggestions():
         KibbleError, match=r"--set names no RLlib PPO setting: lrr \(did you mean lr"
     ):
         build_algorithm_config(cfg, "kibble:test", obs_space, act_space)
+
+
+def test_pipeline_with_an_rllib_expert_and_a_scripted_one(expert_dir, tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        f"name: two\noutput: {tmp_path / 'ds'}\nepisodes_per_shard: 2\ntasks:\n"
+        f"  - {{task: gym/CartPole-v1, expert: {expert_dir}, episodes: 4}}\n"
+        "  - {task: metaworld/reach-v3, expert: scripted, episodes: 2, max_steps: 30}\n"
+    )
+    done = kibble("pipeline", "run", str(config), "--direct_num_workers=2")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    for task in ("gym/CartPole-v1", "metaworld/reach-v3"):
+        t = manifest["tasks"][task]
+        assert t["kept"] + sum(t["rejected"].values()) == t["planned"]
+        assert t["kept"] >= 1
