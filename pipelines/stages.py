@@ -137,34 +137,43 @@ def rollout_shard(
         for i in range(shard.start, shard.stop)
     ]
     index = {j.episode_id: shard.start + k for k, j in enumerate(jobs)}
-    outcomes, candidates = [], []
+    outcomes: list[EpisodeOutcome] = []
+    # Episodes finish out of order with several environments; the staging file is
+    # written in index order (so it does not depend on how many ran together), holding
+    # back only the tables of episodes that finished before an earlier one.
+    held: dict[int, object] = {}  # index -> table, or None for an invalid episode
+    next_index = shard.start
     episodes = run_episodes(
         task.make, policy, jobs, job.task, num_envs, job.max_steps, env_pool=env_pool
     )
-    for episode in episodes:
-        if on_episode:
-            on_episode(episode)
-        problem = validate_episode(episode, obs_space, act_space)
-        ret = episode.episode_return
-        outcomes.append(
-            EpisodeOutcome(
-                job.task,
-                episode.episode_id,
-                index[episode.episode_id],
-                ret if np.isfinite(ret) else float("nan"),
-                episode.length,
-                problem.reason if problem else None,
-                problem.detail if problem else "",
-            )
-        )
-        if problem is None:
-            candidates.append(tokenized_episode_to_table(tokenize_episode(episode, tokenizer)))
-    # Episodes finish out of order with several environments: write in index order so
-    # the file does not depend on how many ran together.
-    candidates.sort(key=lambda t: index[t["episode_id"][0].as_py()])
     with EpisodeFileWriter(staging, TOKENIZED_EPISODE_SCHEMA) as writer:
-        for table in candidates:
-            writer.write(table)
+        for episode in episodes:
+            if on_episode:
+                on_episode(episode)
+            problem = validate_episode(episode, obs_space, act_space)
+            ret = episode.episode_return
+            i = index[episode.episode_id]
+            outcomes.append(
+                EpisodeOutcome(
+                    job.task,
+                    episode.episode_id,
+                    i,
+                    ret if np.isfinite(ret) else float("nan"),
+                    episode.length,
+                    problem.reason if problem else None,
+                    problem.detail if problem else "",
+                )
+            )
+            held[i] = (
+                None
+                if problem
+                else tokenized_episode_to_table(tokenize_episode(episode, tokenizer))
+            )
+            while next_index in held:
+                table = held.pop(next_index)
+                if table is not None:
+                    writer.write(table)
+                next_index += 1
     return sorted(outcomes, key=lambda o: o.index)
 
 
