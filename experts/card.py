@@ -102,9 +102,7 @@ def evaluate(
     if episodes < 1:
         raise KibbleError(f"--episodes must be at least 1, got {episodes}")
     task = get_task(task_id)
-    probe = task.make()
-    policy = load_expert(task, source, probe.observation_space, probe.action_space, sample)
-    probe.close()
+    policy = load_expert(task, source, *task.spaces(), sample)
     jobs = [EpisodeJob(f"{task_id}#eval#{seed + i}", seed + i) for i in range(episodes)]
     out = []
     for episode in run_episodes(task.make, policy, jobs, task_id, num_envs=num_envs):

@@ -208,9 +208,7 @@ def train_expert(
 ) -> dict:
     """Train (or resume) an expert; returns the metadata written to ``kibble_expert.json``."""
     task = get_task(cfg.task)
-    probe = task.make()
-    obs_space, act_space = probe.observation_space, probe.action_space
-    probe.close()
+    obs_space, act_space = task.spaces()
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise KibbleError(f"--out {out} is a file; give a directory for the expert")
