@@ -21,6 +21,7 @@ import numpy as np
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
+from kibble.experts.policy import Policy
 from kibble.experts.random import RANDOM
 from kibble.experts.sources import SCRIPTED, load_expert
 from kibble.pipelines.rollout import EpisodeJob, run_episodes
@@ -99,10 +100,23 @@ def evaluate(
     sample: bool = False,
 ) -> list[Episode]:
     """Roll ``source`` out for ``episodes`` episodes on seeds ``seed .. seed + episodes - 1``."""
+    task = get_task(task_id)
+    policy = load_expert(task, source, *task.spaces(), sample)
+    return evaluate_policy(task_id, policy, episodes, seed, num_envs, on_episode)
+
+
+def evaluate_policy(
+    task_id: str,
+    policy: Policy,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int = 4,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> list[Episode]:
+    """Roll any batched ``policy`` out on seeds ``seed .. seed + episodes - 1``, in seed order."""
     if episodes < 1:
         raise KibbleError(f"--episodes must be at least 1, got {episodes}")
     task = get_task(task_id)
-    policy = load_expert(task, source, *task.spaces(), sample)
     jobs = [EpisodeJob(f"{task_id}#eval#{seed + i}", seed + i) for i in range(episodes)]
     out = []
     for episode in run_episodes(task.make, policy, jobs, task_id, num_envs=num_envs):

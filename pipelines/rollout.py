@@ -33,13 +33,13 @@ def make_episode_id(task: str, base_seed: int, index: int) -> str:
     return f"{task}#s{base_seed}#{index:06d}"
 
 
-def _stack(values: list[Any]) -> Any:
+def stack_values(values: list[Any]) -> Any:
     """A list of T nested values -> one nested value of arrays with leading axis T."""
     first = values[0]
     if isinstance(first, dict):
-        return {k: _stack([v[k] for v in values]) for k in first}
+        return {k: stack_values([v[k] for v in values]) for k in first}
     if isinstance(first, tuple):
-        return tuple(_stack([v[i] for v in values]) for i in range(len(first)))
+        return tuple(stack_values([v[i] for v in values]) for i in range(len(first)))
     return np.stack([np.asarray(v) for v in values])
 
 
@@ -58,8 +58,8 @@ class _Recorder:
         return Episode(
             task=task,
             episode_id=self.job.episode_id,
-            observations=_stack(self.observations),
-            actions=_stack(self.actions),
+            observations=stack_values(self.observations),
+            actions=stack_values(self.actions),
             rewards=np.asarray(self.rewards, np.float64),
             terminated=np.asarray(self.terminated, bool),
             truncated=np.asarray(self.truncated, bool),

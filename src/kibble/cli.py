@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -59,11 +59,6 @@ def _quiet_ray() -> None:
 
     for name in ("ray", "ray.rllib"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _not_built(command: str, issue: int) -> NoReturn:
-    typer.echo(f"kibble {command} is not built yet (tracked in issue #{issue}).", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -311,23 +306,96 @@ def inspect(
     typer.echo("every file matches its schema")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": False})
 def train(
-    mixture: Annotated[Path, typer.Argument(help="Mixture YAML.")],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    mixture: Annotated[Path, typer.Argument(help="Mixture YAML (datasets, model, steps, ...).")],
+    out: Annotated[Path, typer.Option(help="Run directory; rerunning on it resumes.")],
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Override the mixture's total steps.")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(min=0, help="Stop (with a checkpoint) after this long.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a mixture key, e.g. --set learning_rate=1e-3."),
+    ] = None,
 ) -> None:
-    """Train a Gato-style generalist on a mixture of datasets."""
-    _not_built("train", 5)
+    """Train a Gato-style generalist on a mixture of curated datasets.
+
+    Writes RUN_DIR/checkpoint (config + safetensors weights and optimizer state),
+    metrics.jsonl and TensorBoard logs (RUN_DIR/tensorboard). Several GPUs:
+    torchrun --nproc_per_node N -m kibble train MIXTURE.yaml --out RUN_DIR.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kibble.trainer.config import load_mixture
+    from kibble.trainer.train import train as run_training
+
+    overrides = _parse_overrides(set_ or [])
+    for key, value in (("steps", steps), ("max_minutes", max_minutes), ("device", device)):
+        if value is not None:
+            overrides[key] = value
+    config = load_mixture(mixture, overrides)
+    if out.exists() and not out.is_dir():
+        raise KibbleError(f"--out {out} is a file; give a directory")
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_stderr()) as bar:
+        task = bar.add_task("training", total=config.steps, info="")
+
+        def show(r) -> None:
+            families = " ".join(f"{f} {v:.3f}" for f, v in r.family_loss.items())
+            info = f"loss {r.loss:.3f} ({families}) {r.tokens_per_s:,.0f} tok/s"
+            bar.update(task, completed=r.step, info=info)
+
+        summary = run_training(config, out, on_step=show)
+    how = "stopped at --max-minutes" if summary["stopped_early"] else "done"
+    typer.echo(
+        f"{how}: step {summary['step']}/{summary['steps']}, {summary['tokens']:,} tokens in "
+        f"{summary['seconds']:.0f} s ({summary['parameters']:,} parameters) on "
+        f"{', '.join(summary['tasks'])}; checkpoint in {out / 'checkpoint'}"
+    )
 
 
 @app.command("eval")
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A training run directory.")],
-    task: Annotated[str, typer.Option(help="Task id to evaluate on.")],
-    episodes: Annotated[int, typer.Option(help="Evaluation episodes.")],
+    run_dir: Annotated[Path, typer.Argument(help="A `kibble train` run directory.")],
+    task: Annotated[list[str], typer.Option(help="Task id; repeat for several tasks.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per task.")] = 20,
+    seed: Annotated[int, typer.Option(min=0, help="Episode i resets with seed + i.")] = 0,
+    num_envs: Annotated[int, typer.Option(min=1, help="Environments stepped together.")] = 4,
+    card: Annotated[
+        list[Path] | None,
+        typer.Option(help="Expert card(s) to score against (default: the dataset manifest)."),
+    ] = None,
 ) -> None:
-    """Evaluate a trained generalist in the real environment (expert-normalized score)."""
-    _not_built("eval", 5)
+    """Run the generalist in the real environments; report expert-normalized scores.
+
+    Writes RUN_DIR/eval/: a JSON per task, summary.json, scores.md and scores.png.
+    """
+    from rich.progress import Progress
+
+    from kibble.experts.card import read_card
+    from kibble.trainer.evaluate import LoadedRun, evaluate_task, write_report
+
+    cards = {read_card(c).task: c for c in card or []}
+    run = LoadedRun.load(run_dir)
+    rows = []
+    with Progress(console=_stderr()) as bar:
+        for t in task:
+            progress = bar.add_task(f"evaluating {t}", total=episodes)
+            advance = lambda _, p=progress: bar.advance(p)  # noqa: E731
+            rows.append(evaluate_task(run, t, episodes, seed, num_envs, cards.get(t), advance))
+    summary = write_report(run_dir, rows)
+    typer.echo(summary["table"])
+    typer.echo(f"wrote {run_dir / 'eval'}")
 
 
 @app.command()

@@ -1,0 +1,246 @@
+"""The mixture file (SPEC 8) and the model sizes (SPEC 5), as checked dataclasses.
+
+A mixture says which curated datasets to train on, with what weights, and how::
+
+    datasets:
+      - {path: data/demo, weight: 1.0}
+    model: tiny                  # or small, 79m, 364m, 1.2b, or {layers, heads, width, ff}
+    context: 1024
+    batch_size: 16
+    steps: 2000
+    learning_rate: 3e-4          # more keys below, all optional
+
+Every mistake is reported as ``FILE: FIELD: expected X, got Y``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kibble.errors import KibbleError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The transformer's shape; the embedding and patch sizes follow SPEC 4."""
+
+    layers: int = 4
+    heads: int = 4
+    width: int = 128
+    ff: int = 512
+    dropout: float = 0.0
+    # Observation tokens per timestep that get their own local position; Meta-World has 39,
+    # a 64x64 image 16 patches, an 80x80 one 25. Longer observations are an error at load time.
+    max_observation_tokens: int = 512
+    # Action tokens per timestep with their own local position: kibble also gives action
+    # tokens a local position so a model knows which action dimension it predicts next.
+    max_action_tokens: int = 64
+    # Image channels per patch; fewer channels are zero-padded (grayscale Atari has 1).
+    patch_channels: int = 3
+    # Channels inside the patch ResNet block.
+    patch_hidden: int = 16
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise KibbleError(f"model: width {self.width} must be divisible by heads {self.heads}")
+
+
+# Gato's sizes (SPEC 5) and small ones that train on a CPU in minutes.
+MODEL_SIZES: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(layers=4, heads=4, width=128, ff=512),
+    "small": ModelConfig(layers=6, heads=8, width=256, ff=1024),
+    "79m": ModelConfig(layers=8, heads=24, width=768, ff=3072, patch_hidden=64),
+    "364m": ModelConfig(layers=12, heads=12, width=1536, ff=6144, patch_hidden=64),
+    "1.2b": ModelConfig(layers=24, heads=16, width=2048, ff=8192, patch_hidden=64),
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One curated dataset in the mixture."""
+
+    path: str
+    weight: float = 1.0
+
+
+@dataclass
+class MixtureConfig:
+    """What to train on and how. Field comments are the documentation of the YAML keys."""
+
+    datasets: list[DatasetSpec]
+    model: ModelConfig = field(default_factory=lambda: MODEL_SIZES["tiny"])
+    model_name: str = "tiny"
+    context: int = 1024  # tokens per training sequence (Gato: 1024)
+    batch_size: int = 16
+    steps: int = 2000  # optimizer steps in total
+    learning_rate: float = 3e-4  # peak, after warm-up
+    min_learning_rate: float | None = None  # end of the cosine decay; default peak / 10
+    warmup_steps: int | None = None  # default: 5% of steps
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    prompt_fraction: float = 0.25  # sequences that get a prompt from another episode
+    seed: int = 0
+    log_every: int = 10  # steps between TensorBoard points
+    checkpoint_every: int = 250  # steps between checkpoints (and always at the end)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    compile: bool | None = None  # torch.compile; default on a GPU only
+    cache_row_groups: int = 64  # Parquet row groups the loader keeps decoded
+    max_minutes: float | None = None  # stop (and checkpoint) after this much training time
+
+    @property
+    def peak_lr(self) -> float:
+        return self.learning_rate
+
+    @property
+    def final_lr(self) -> float:
+        return self.min_learning_rate if self.min_learning_rate is not None else self.peak_lr / 10
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "mixture") -> MixtureConfig:
+        return parse_mixture(d, where)
+
+
+def _want(where: str, key: str, value: Any, types: type | tuple, expected: str) -> Any:
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise KibbleError(f"{where}: {key}: expected {expected}, got {value!r}")
+    if not isinstance(value, types):
+        raise KibbleError(f"{where}: {key}: expected {expected}, got {value!r}")
+    return value
+
+
+def _number(value: Any) -> Any:
+    """YAML reads ``1e-3`` (no dot) as a string; accept it as the number it means."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _model(where: str, raw: Any) -> tuple[str, ModelConfig]:
+    if isinstance(raw, str):
+        if raw not in MODEL_SIZES:
+            raise KibbleError(
+                f"{where}: model: expected one of {', '.join(MODEL_SIZES)} "
+                f"or a table of sizes, got {raw!r}"
+            )
+        return raw, MODEL_SIZES[raw]
+    if isinstance(raw, dict):
+        known = {f.name for f in fields(ModelConfig)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise KibbleError(
+                f"{where}: model: unknown key(s) {unknown}; known: {', '.join(sorted(known))}"
+            )
+        base = MODEL_SIZES.get(raw.get("base", "tiny"), MODEL_SIZES["tiny"])
+        values = {**asdict(base), **raw}
+        for k, v in values.items():
+            if k != "dropout":
+                _want(where, f"model.{k}", v, int, "a positive integer")
+                if v < 1:
+                    raise KibbleError(f"{where}: model.{k}: expected a positive integer, got {v}")
+        return "custom", ModelConfig(**values)
+    raise KibbleError(f"{where}: model: expected a size name or a table, got {raw!r}")
+
+
+def parse_mixture(raw: Any, where: str) -> MixtureConfig:
+    """Check a mixture mapping (already parsed from YAML); ``where`` names it in errors."""
+    if not isinstance(raw, dict):
+        raise KibbleError(f"{where}: expected a mapping with datasets, model, steps, ...")
+    known = {f.name for f in fields(MixtureConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise KibbleError(f"{where}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+    ds_raw = raw.get("datasets")
+    if not isinstance(ds_raw, list) or not ds_raw:
+        raise KibbleError(f"{where}: datasets: expected a non-empty list of {{path, weight}}")
+    datasets = []
+    for i, entry in enumerate(ds_raw):
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        _want(where, f"datasets[{i}]", entry, dict, "a mapping {path, weight}")
+        extra = sorted(set(entry) - {"path", "weight"})
+        if extra:
+            raise KibbleError(f"{where}: datasets[{i}]: unknown key(s) {extra}")
+        if "path" not in entry:
+            raise KibbleError(f"{where}: datasets[{i}].path: missing")
+        p = _want(where, f"datasets[{i}].path", entry["path"], str, "a dataset directory")
+        w = _want(where, f"datasets[{i}].weight", entry.get("weight", 1.0), (int, float), "> 0")
+        if w <= 0:
+            raise KibbleError(f"{where}: datasets[{i}].weight: expected > 0, got {w}")
+        datasets.append(DatasetSpec(p, float(w)))
+    values: dict[str, Any] = {"datasets": datasets}
+    if "model" in raw:
+        values["model_name"], values["model"] = _model(where, raw["model"])
+    if "model_name" in raw and not isinstance(raw.get("model"), dict):
+        values["model_name"] = str(raw["model_name"])
+    positive_ints = ("context", "batch_size", "steps", "log_every", "checkpoint_every")
+    for key in (*positive_ints, "cache_row_groups"):
+        if key in raw:
+            v = _want(where, key, raw[key], int, "a positive integer")
+            if v < 1:
+                raise KibbleError(f"{where}: {key}: expected a positive integer, got {v}")
+            values[key] = v
+    for key in ("warmup_steps", "seed"):
+        if raw.get(key) is not None:
+            v = _want(where, key, raw[key], int, "a non-negative integer")
+            if v < 0:
+                raise KibbleError(f"{where}: {key}: expected a non-negative integer, got {v}")
+            values[key] = v
+    for key in ("learning_rate", "min_learning_rate", "weight_decay", "grad_clip", "max_minutes"):
+        if raw.get(key) is not None:
+            v = _want(where, key, _number(raw[key]), (int, float), "a non-negative number")
+            if v < 0:
+                raise KibbleError(f"{where}: {key}: expected a non-negative number, got {v}")
+            values[key] = float(v)
+    if "prompt_fraction" in raw:
+        v = _want(where, "prompt_fraction", raw["prompt_fraction"], (int, float), "in [0, 1]")
+        if not 0 <= v <= 1:
+            raise KibbleError(f"{where}: prompt_fraction: expected a number in [0, 1], got {v}")
+        values["prompt_fraction"] = float(v)
+    if "betas" in raw:
+        b = raw["betas"]
+        if not (isinstance(b, list | tuple) and len(b) == 2):
+            raise KibbleError(f"{where}: betas: expected two numbers like [0.9, 0.95], got {b!r}")
+        values["betas"] = (float(b[0]), float(b[1]))
+    if "device" in raw:
+        values["device"] = _want(where, "device", raw["device"], str, "auto, cpu or cuda[:N]")
+    if raw.get("compile") is not None:
+        values["compile"] = _want(where, "compile", raw["compile"], bool, "true or false")
+    return MixtureConfig(**values)
+
+
+def load_mixture(path: str | Path, overrides: dict[str, Any] | None = None) -> MixtureConfig:
+    """Read and check a mixture file; ``overrides`` replace top-level keys (e.g. steps)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise KibbleError(f"mixture file {path} does not exist") from e
+    except yaml.YAMLError as e:
+        raise KibbleError(f"{path} is not valid YAML: {e}") from e
+    if isinstance(raw, dict):
+        raw = {**raw, **(overrides or {})}
+        # Relative dataset paths are relative to the working directory, as a dataset
+        # config's output is; failing that, to the mixture file's folder.
+        for entry in raw.get("datasets") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                p = entry["path"]
+                if "://" not in p and not Path(p).exists() and (path.parent / p).exists():
+                    entry["path"] = str(path.parent / p)
+    return parse_mixture(raw, str(path))

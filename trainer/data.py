@@ -1,0 +1,348 @@
+"""The mixture loader: random timestep-aligned windows streamed from curated Parquet.
+
+Memory stays bounded whatever the dataset size: opening a mixture reads only four small
+columns (task, step, token counts) to index episodes as (file, first row, length), and
+windows are cut from Parquet row groups read on demand and kept in a small LRU cache.
+
+Sampling (SPEC 5): a dataset by its weight, then a timestep uniformly within it (an
+episode with probability proportional to its length, then a start inside it). A quarter
+of sequences (``prompt_fraction``) get a prompt from another episode of the same task
+prepended, half of them from that episode's end and half from a uniform position.
+All randomness comes from one numpy Generator whose state is saved in checkpoints, so a
+resumed run draws the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kibble.errors import KibbleError
+from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA, read_schema_version
+from kibble.schemas.arrow import list_column_to_numpy
+from kibble.schemas.parquet import filesystem_and_path
+from kibble.schemas.validate import validate_file
+from kibble.trainer.config import MixtureConfig
+from kibble.trainer.sequences import Batch, Steps, build_sequence, collate, concat_sequences
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_INDEX_COLUMNS = ["task", "step", "n_observation_tokens", "n_action_tokens"]
+_WINDOW_COLUMNS = ["observation_tokens", "action_tokens", "images", "image_shapes"]
+
+
+@dataclass
+class TaskInfo:
+    """One task of the mixture, with what its manifest says about its expert."""
+
+    name: str
+    n_observation_tokens: int
+    n_action_tokens: int
+    expert_return: float | None
+    random_return: float | None
+    dataset: str
+
+    @property
+    def family(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.n_observation_tokens + 1 + self.n_action_tokens
+
+
+def _join(root: str, rel: str) -> str:
+    return f"{root.rstrip('/')}/{rel}"
+
+
+def read_manifest(path: str) -> dict:
+    """The manifest of the dataset at ``path`` (a directory or URL), with a clear error."""
+    fs, root = filesystem_and_path(path)
+    try:
+        with fs.open_input_stream(_join(root, MANIFEST)) as f:
+            return json.loads(f.read().decode())
+    except FileNotFoundError as e:
+        raise KibbleError(
+            f"{path} is not a kibble dataset: it has no {MANIFEST}. Make one with "
+            "`kibble pipeline run CONFIG.yaml` or `kibble rollout TASK ...`, and point the "
+            "mixture's datasets[].path at its output directory"
+        ) from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise KibbleError(f"{_join(path, MANIFEST)} cannot be read: {e}") from e
+
+
+class ParquetFile:
+    """One data file: its row-group boundaries, read lazily."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fs, self.path = filesystem_and_path(url)
+        self._file: pq.ParquetFile | None = None
+        meta = self.file.metadata
+        self.group_starts = np.cumsum(
+            [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        )
+
+    @property
+    def file(self) -> pq.ParquetFile:
+        if self._file is None:
+            self._file = pq.ParquetFile(self.fs.open_input_file(self.path))
+        return self._file
+
+    def read_group(self, i: int) -> pa.Table:
+        try:
+            return self.file.read_row_group(i, columns=_WINDOW_COLUMNS)
+        except (OSError, pa.ArrowException) as e:
+            raise KibbleError(f"{self.url}: row group {i} cannot be read: {e}") from e
+
+
+def _check_data_file(url: str) -> None:
+    version = _schema_version(url)
+    if version != SCHEMA_VERSION:
+        raise KibbleError(
+            f"{url} has kibble schema version {version!r}, but this kibble reads version "
+            f"{SCHEMA_VERSION}; re-curate the dataset with this kibble"
+        )
+    mismatches = validate_file(url, TOKENIZED_EPISODE_SCHEMA)
+    if mismatches:
+        listing = "; ".join(str(m) for m in mismatches)
+        raise KibbleError(f"{url} is not a tokenized kibble episode file: {listing}")
+
+
+def _schema_version(url: str) -> str | None:
+    try:
+        return read_schema_version(url)
+    except (OSError, pa.ArrowException) as e:
+        raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
+
+
+class MixtureData:
+    """Indexes a mixture's datasets and samples batches of sequences from them."""
+
+    def __init__(self, config: MixtureConfig, max_observation_tokens: int = 1 << 30) -> None:
+        self.config = config
+        self.tasks: list[TaskInfo] = []
+        self.files: list[ParquetFile] = []
+        task_ids: dict[str, int] = {}
+        # Per dataset: per-episode arrays (file index, first row, length, task index).
+        self.episodes: list[dict[str, np.ndarray]] = []
+        for spec in config.datasets:
+            self.episodes.append(self._index_dataset(spec.path, task_ids))
+        weights = np.array([d.weight for d in config.datasets], np.float64)
+        self.dataset_p = weights / weights.sum()
+        too_long = [t for t in self.tasks if t.n_observation_tokens > max_observation_tokens]
+        if too_long:
+            t = too_long[0]
+            raise KibbleError(
+                f"{t.name} (in {t.dataset}) has {t.n_observation_tokens} observation tokens "
+                f"per timestep; the model gives local positions to at most "
+                f"{max_observation_tokens}. Use a model with a larger max_observation_tokens"
+            )
+        for t in self.tasks:
+            if t.tokens_per_step > config.context:
+                raise KibbleError(
+                    f"{t.name} (in {t.dataset}) has {t.tokens_per_step} tokens per timestep, "
+                    f"more than the context of {config.context}; raise context in the mixture"
+                )
+        self._cache: OrderedDict[tuple[int, int], tuple] = OrderedDict()
+        self.rng = np.random.default_rng(config.seed)
+
+    # -- indexing ---------------------------------------------------------------------------
+
+    def _index_dataset(self, path: str, task_ids: dict[str, int]) -> dict[str, np.ndarray]:
+        manifest = read_manifest(path)
+        version = str(manifest.get("schema_version"))
+        if version != SCHEMA_VERSION:
+            raise KibbleError(
+                f"{_join(path, MANIFEST)} has schema version {version}, but this kibble reads "
+                f"version {SCHEMA_VERSION}; re-curate the dataset with this kibble"
+            )
+        data_files = [f for f in manifest.get("files", []) if f["path"].startswith("data/")]
+        if not any(f["rows"] for f in data_files):
+            raise KibbleError(f"{path} has no kept episodes: nothing to train on")
+        columns: dict[str, list] = {"file": [], "first_row": [], "length": [], "task": []}
+        for entry in data_files:
+            if not entry["rows"]:
+                continue
+            url = _join(path, entry["path"])
+            _check_data_file(url)
+            file_index = len(self.files)
+            try:
+                self.files.append(ParquetFile(url))
+                table = self.files[-1].file.read(columns=_INDEX_COLUMNS)
+            except (OSError, pa.ArrowException) as e:
+                raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
+            steps = table["step"].to_numpy()
+            starts = np.flatnonzero(steps == 0)
+            if len(starts) == 0 or starts[0] != 0:
+                raise KibbleError(f"{url}: rows do not start at an episode's first step")
+            lengths = np.diff(np.append(starts, len(steps)))
+            n_obs = table["n_observation_tokens"].to_numpy()
+            n_act = table["n_action_tokens"].to_numpy()
+            names = table["task"].to_pylist()
+            for s in starts:
+                task = self._task(names[s], int(n_obs[s]), int(n_act[s]), manifest, path, task_ids)
+                columns["task"].append(task)
+            columns["file"].append(np.full(len(starts), file_index))
+            columns["first_row"].append(starts)
+            columns["length"].append(lengths)
+        return {
+            "file": np.concatenate(columns["file"]).astype(np.int64),
+            "first_row": np.concatenate(columns["first_row"]).astype(np.int64),
+            "length": np.concatenate(columns["length"]).astype(np.int64),
+            "task": np.asarray(columns["task"], np.int64),
+        }
+
+    def _task(
+        self, name: str, n_obs: int, n_act: int, manifest: dict, path: str, ids: dict[str, int]
+    ) -> int:
+        if name in ids:
+            known = self.tasks[ids[name]]
+            if (known.n_observation_tokens, known.n_action_tokens) != (n_obs, n_act):
+                raise KibbleError(
+                    f"{name}: its spaces disagree between datasets: {known.dataset} has "
+                    f"{known.n_observation_tokens} observation and {known.n_action_tokens} "
+                    f"action tokens per timestep, {path} has {n_obs} and {n_act}. Curate both "
+                    "with the same environment version, or leave one out of the mixture"
+                )
+            return ids[name]
+        entry = manifest.get("tasks", {}).get(name, {})
+        ids[name] = len(self.tasks)
+        self.tasks.append(
+            TaskInfo(
+                name, n_obs, n_act, entry.get("expert_return"), entry.get("random_return"), path
+            )
+        )
+        return ids[name]
+
+    @property
+    def num_episodes(self) -> int:
+        return sum(len(d["length"]) for d in self.episodes)
+
+    @property
+    def num_steps(self) -> int:
+        return int(sum(d["length"].sum() for d in self.episodes))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _group(self, file_index: int, group: int) -> tuple:
+        key = (file_index, group)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        table = self.files[file_index].read_group(group)
+        obs = list_column_to_numpy(table["observation_tokens"], np.int32)
+        act = list_column_to_numpy(table["action_tokens"], np.int32)
+        images = _images(table)
+        value = (obs, act, images)
+        self._cache[key] = value
+        while len(self._cache) > self.config.cache_row_groups:
+            self._cache.popitem(last=False)
+        return value
+
+    def read_steps(self, file_index: int, start: int, stop: int) -> Steps:
+        """Rows ``[start, stop)`` of one file as Steps (crossing row groups if needed)."""
+        starts = self.files[file_index].group_starts
+        parts = []
+        g = int(np.searchsorted(starts, start, side="right")) - 1
+        row = start
+        while row < stop:
+            obs, act, images = self._group(file_index, g)
+            lo, hi = row - starts[g], min(stop, starts[g + 1]) - starts[g]
+            parts.append(Steps(obs[lo:hi], act[lo:hi], [img[lo:hi] for img in images]))
+            row = starts[g] + hi
+            g += 1
+        return parts[0] if len(parts) == 1 else Steps.concat(parts)
+
+    def episode_steps(self, dataset: int, episode: int, start: int, stop: int) -> Steps:
+        ep = self.episodes[dataset]
+        first = int(ep["first_row"][episode])
+        return self.read_steps(int(ep["file"][episode]), first + start, first + stop)
+
+    # -- sampling -----------------------------------------------------------------------------
+
+    def sample_sequence(self) -> tuple:
+        """One training sequence and its task index, drawn with ``self.rng``."""
+        rng = self.rng
+        d = int(rng.choice(len(self.episodes), p=self.dataset_p))
+        ep = self.episodes[d]
+        lengths = ep["length"]
+        # An episode with probability proportional to its length = a uniform timestep.
+        e = int(np.searchsorted(np.cumsum(lengths), rng.integers(lengths.sum()), side="right"))
+        task = self.tasks[int(ep["task"][e])]
+        n_steps = max(1, self.config.context // task.tokens_per_step)
+        parts = []
+        if n_steps >= 2 and rng.random() < self.config.prompt_fraction:
+            p_steps = n_steps // 2
+            n_steps -= p_steps
+            parts.append(build_sequence(self._prompt(d, e, p_steps, from_end=rng.random() < 0.5)))
+        length = int(lengths[e])
+        start = int(rng.integers(max(1, length - n_steps + 1)))
+        parts.append(build_sequence(self.episode_steps(d, e, start, min(length, start + n_steps))))
+        seq = parts[0] if len(parts) == 1 else concat_sequences(parts)
+        return seq, int(ep["task"][e])
+
+    def _prompt(self, dataset: int, episode: int, n_steps: int, from_end: bool) -> Steps:
+        """``n_steps`` of another episode of the same task (itself if it is the only one)."""
+        ep = self.episodes[dataset]
+        same = np.flatnonzero(ep["task"] == ep["task"][episode])
+        others = same[same != episode]
+        other = int(self.rng.choice(others)) if len(others) else episode
+        length = int(ep["length"][other])
+        n = min(n_steps, length)
+        start = length - n if from_end else int(self.rng.integers(length - n + 1))
+        return self.episode_steps(dataset, other, start, start + n)
+
+    def demonstration(self, task: str, n_steps: int, seed: int = 0) -> Steps:
+        """The last ``n_steps`` of one of ``task``'s episodes: an evaluation prompt."""
+        rng = np.random.default_rng(seed)
+        t = next((i for i, info in enumerate(self.tasks) if info.name == task), None)
+        if t is None:
+            raise KibbleError(
+                f"{task} is not in this run's training data; its tasks are: "
+                + ", ".join(info.name for info in self.tasks)
+            )
+        for d, ep in enumerate(self.episodes):
+            candidates = np.flatnonzero(ep["task"] == t)
+            if len(candidates):
+                e = int(rng.choice(candidates))
+                length = int(ep["length"][e])
+                n = min(n_steps, length)
+                return self.episode_steps(d, e, length - n, length)
+        raise AssertionError("unreachable: every task has an episode")
+
+    def sample_batch(self, batch_size: int) -> Batch:
+        sequences, tasks = zip(*(self.sample_sequence() for _ in range(batch_size)), strict=True)
+        return collate(list(sequences), self.config.context, list(tasks))
+
+    def rng_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def _images(table: pa.Table) -> list[np.ndarray]:
+    """The ``images`` column -> one (rows, H, W, C) uint8 array per image leaf."""
+    shapes = table["image_shapes"].combine_chunks()
+    if len(shapes) == 0 or len(shapes[0]) == 0:
+        return []
+    leaf_shapes = [tuple(s) for s in shapes[0].as_py()]
+    flat = table["images"].combine_chunks().flatten()  # (rows * K,) binary, row-major
+    offsets = np.frombuffer(flat.buffers()[1], np.int32)[flat.offset : flat.offset + len(flat) + 1]
+    data = np.frombuffer(flat.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    # Every row holds its K images back to back, each of a fixed size.
+    sizes = [int(np.prod(s)) for s in leaf_shapes]
+    per_row = data.reshape(len(table), sum(sizes))  # (rows, sum of image sizes)
+    bounds = np.cumsum([0, *sizes])
+    return [
+        per_row[:, lo:hi].reshape(-1, *shape)
+        for lo, hi, shape in zip(bounds[:-1], bounds[1:], leaf_shapes, strict=True)
+    ]

@@ -1,0 +1,228 @@
+"""Run a trained generalist in the real environments and score it against the experts.
+
+The model acts as Gato does: its context starts with a demonstration (the last timesteps
+of an episode of the same task from the training data), then the episode so far; each
+action token is decoded greedily, one at a time, among the ids that are legal at that
+position (discrete values below n, or the 1024 continuous bins), and the tokens become an
+environment action through the task's tokenizer (SPEC 4). Environments run in lockstep,
+one batched forward pass per action token, through the same rollout code as the experts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kibble.envs import get_task
+from kibble.errors import KibbleError
+from kibble.experts.card import evaluate, evaluate_policy, read_card
+from kibble.experts.random import RANDOM
+from kibble.pipelines.rollout import stack_values
+from kibble.schemas.records import Episode
+from kibble.tokenize.episode import EpisodeTokenizer
+from kibble.tokenize.spaces import DiscreteCodec
+from kibble.tokenize.vocab import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
+from kibble.trainer.checkpoint import load_model, model_config_of, read_state
+from kibble.trainer.config import MixtureConfig
+from kibble.trainer.data import MixtureData
+from kibble.trainer.model import Gato
+from kibble.trainer.scores import normalized_score, score_chart, score_table, summarize
+from kibble.trainer.sequences import Steps, build_sequence, collate, concat_sequences
+
+log = logging.getLogger(__name__)
+
+
+def action_token_ranges(tokenizer: EpisodeTokenizer) -> list[tuple[int, int]]:
+    """The legal ids ``[lo, hi)`` of each action token of one timestep, in order."""
+    ranges = []
+    for leaf in tokenizer.action.leaves:
+        if isinstance(leaf, DiscreteCodec):
+            sizes = np.broadcast_to(leaf.sizes, leaf.shape).reshape(-1)
+            ranges += [(0, int(n)) for n in sizes]
+        else:
+            ranges += [(CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS)] * leaf.n_tokens
+    return ranges
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready to act: its model, config and training data."""
+
+    run_dir: Path
+    config: MixtureConfig
+    model: Gato
+    data: MixtureData
+    tasks: list[dict]
+    step: int
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+        run_dir = Path(run_dir)
+        state = read_state(run_dir)
+        config = MixtureConfig.from_dict(state["config"], str(run_dir / "checkpoint/state.json"))
+        model = Gato(model_config_of(state))
+        load_model(run_dir, model)
+        model.to(device).eval()
+        try:
+            data = MixtureData(config, config.model.max_observation_tokens)
+        except KibbleError as e:
+            raise KibbleError(
+                f"the run's training data is needed for the demonstration prompts: {e}"
+            ) from e
+        tasks = json.loads((run_dir / "tasks.json").read_text())
+        return cls(run_dir, config, model, data, tasks, state["progress"]["step"])
+
+    def task_entry(self, task: str) -> dict:
+        for t in self.tasks:
+            if t["task"] == task:
+                return t
+        raise KibbleError(
+            f"{task} was not in {self.run_dir}'s training mixture; it was trained on "
+            + ", ".join(t["task"] for t in self.tasks)
+        )
+
+
+class GatoPolicy:
+    """The model as a batched :class:`~kibble.experts.policy.Policy` for one task."""
+
+    def __init__(self, run: LoadedRun, task: str, device: str = "cpu") -> None:
+        self.name = f"gato:{run.run_dir}"
+        self.run = run
+        self.device = device
+        entry = run.task_entry(task)
+        self.tokenizer = EpisodeTokenizer(*get_task(task).spaces())
+        found = (self.tokenizer.n_observation_tokens, self.tokenizer.n_action_tokens)
+        trained = (entry["n_observation_tokens"], entry["n_action_tokens"])
+        if found != trained:
+            raise KibbleError(
+                f"{task}: the environment's spaces give {found[0]} observation and {found[1]} "
+                f"action tokens per timestep, but the run was trained on {trained[0]} and "
+                f"{trained[1]}; the installed environment differs from the one curated"
+            )
+        self.task = task
+        self.k = self.tokenizer.tokens_per_timestep
+        steps = max(1, run.config.context // self.k)
+        # As in training: half the context is the prompt, the rest the episode so far.
+        self.prompt_steps = steps // 2 if steps >= 2 else 0
+        self.history_steps = steps - self.prompt_steps
+        self.ranges = action_token_ranges(self.tokenizer)
+        self.prompts: dict[int, Steps | None] = {}
+        self.history: dict[int, list[Steps]] = {}
+
+    def start_episode(self, slot: int, seed: int) -> None:
+        self.prompts[slot] = (
+            self.run.data.demonstration(self.task, self.prompt_steps, seed)
+            if self.prompt_steps
+            else None
+        )
+        self.history[slot] = []
+
+    def _current(self, observation: Any) -> Steps:
+        batch = stack_values([observation])
+        obs = self.tokenizer.observation.encode(batch)
+        act = np.zeros((1, self.tokenizer.n_action_tokens), np.int32)
+        return Steps(obs, act, self.tokenizer.observation.images(batch))
+
+    @torch.no_grad()
+    def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
+        current = [self._current(o) for o in observations]
+        n_act = self.tokenizer.n_action_tokens
+        for j, (lo, hi) in enumerate(self.ranges):
+            seqs = []
+            for slot, cur in zip(slots, current, strict=True):
+                past = (
+                    self.history[slot][-(self.history_steps - 1) :]
+                    if self.history_steps > 1
+                    else []
+                )
+                parts = ([self.prompts[slot]] if self.prompts[slot] is not None else []) + past
+                seqs.append(concat_sequences([build_sequence(p) for p in [*parts, cur]]))
+            length = max(len(s) for s in seqs)
+            batch = collate(seqs, length, [0] * len(seqs)).to_torch(self.device)
+            h = self.run.model.hidden(batch)  # (B, L, D)
+            # The token before action token j predicts it: position len - n_act - 1 + j.
+            pos = torch.tensor([len(s) - n_act - 1 + j for s in seqs], device=self.device)
+            logits = self.run.model.logits(h[torch.arange(len(seqs)), pos])  # (B, V)
+            choice = logits[:, lo:hi].argmax(-1) + lo  # (B,)
+            for cur, token in zip(current, choice.tolist(), strict=True):
+                cur.action_tokens[0, j] = token
+        actions = []
+        for slot, cur in zip(slots, current, strict=True):
+            self.history[slot].append(cur)
+            del self.history[slot][: -self.history_steps]
+            actions.append(self.tokenizer.decode_action(cur.action_tokens[0]))
+        return actions
+
+
+def _baselines(run: LoadedRun, task: str, episodes: int, seed: int, card: Path | None) -> tuple:
+    """(expert return, random return, where they came from) for the score."""
+    if card is not None:
+        c = read_card(card)
+        if c.task != task:
+            raise KibbleError(f"{card} is the expert card of {c.task}, not of {task}")
+        return c.expert_return.mean, c.random_return.mean, str(card)
+    entry = run.task_entry(task)
+    expert, rand = entry.get("expert_return"), entry.get("random_return")
+    if expert is None:
+        raise KibbleError(
+            f"{task}: the dataset's manifest records no expert return; pass --card CARD.json"
+        )
+    source = "manifest"
+    if rand is None:
+        # The manifest used Gato's windowed rule, which needs no random policy; measure it
+        # on the evaluation's own seeds.
+        returns = [e.episode_return for e in evaluate(task, RANDOM, episodes, seed)]
+        rand, source = float(np.mean(returns)), "manifest expert; random measured on eval seeds"
+    return float(expert), float(rand), source
+
+
+def evaluate_task(
+    run: LoadedRun,
+    task: str,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int = 4,
+    card: Path | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> dict:
+    """Roll the model out on ``task`` and score it; returns one row of the score table."""
+    policy = GatoPolicy(run, task)
+    expert, rand, source = _baselines(run, task, episodes, seed, card)
+    result = evaluate_policy(task, policy, episodes, seed, num_envs, on_episode)
+    returns = np.array([e.episode_return for e in result])
+    success = [e.success for e in result if e.success is not None]
+    return {
+        "task": task,
+        "episodes": episodes,
+        "seeds": [e.seed for e in result],
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "success_rate": float(np.mean(success)) if success else None,
+        "expert_return": expert,
+        "random_return": rand,
+        "baseline_source": source,
+        "score": normalized_score(float(returns.mean()), expert, rand),
+        "step": run.step,
+    }
+
+
+def write_report(run_dir: Path, rows: list[dict]) -> dict:
+    """``RUN_DIR/eval/``: one JSON per task, summary.json, scores.md and scores.png."""
+    out = Path(run_dir) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        (out / f"{r['task'].replace('/', '__')}.json").write_text(json.dumps(r, indent=2) + "\n")
+    summary = summarize(rows)
+    (out / "summary.json").write_text(json.dumps({"rows": rows, **summary}, indent=2) + "\n")
+    (out / "scores.md").write_text(score_table(rows, summary) + "\n")
+    chart = score_chart(rows, out / "scores.png")
+    summary["chart"] = str(chart) if chart else None
+    summary["table"] = score_table(rows, summary)
+    return summary

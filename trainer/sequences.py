@@ -1,0 +1,199 @@
+"""Timesteps -> the arrays one training (or acting) sequence is made of.
+
+The loader and the evaluator both turn stretches of timesteps (a prompt, a window of an
+episode, or the live history of an environment) into the same thing, a :class:`Sequence`:
+
+- ``tokens``: ids in SPEC 4's vocabulary, image patches as ``IMAGE_PATCH`` placeholders;
+- ``loss_mask``: True on action tokens, the only ones trained on (SPEC 5);
+- ``observation_position`` / ``action_position``: 1 + the token's index inside its
+  timestep's observation (or action) part, 0 elsewhere: the local position encodings;
+- ``patches`` and their quantised row/column intervals, one per placeholder, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kibble.tokenize.images import image_to_patches, patch_position_intervals
+from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
+
+
+@dataclass
+class Steps:
+    """A stretch of T timesteps of one task.
+
+    observation_tokens: (T, n_obs) int32; action_tokens: (T, n_act) int32;
+    images: one (T, H, W, C) uint8 array per image leaf (padded to multiples of 16).
+    """
+
+    observation_tokens: NDArray[np.int32]
+    action_tokens: NDArray[np.int32]
+    images: list[NDArray[np.uint8]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.observation_tokens)
+
+    def slice(self, start: int, stop: int) -> Steps:
+        return Steps(
+            self.observation_tokens[start:stop],
+            self.action_tokens[start:stop],
+            [img[start:stop] for img in self.images],
+        )
+
+    @staticmethod
+    def concat(parts: list[Steps]) -> Steps:
+        return Steps(
+            np.concatenate([p.observation_tokens for p in parts]),
+            np.concatenate([p.action_tokens for p in parts]),
+            [np.concatenate(imgs) for imgs in zip(*(p.images for p in parts), strict=True)],
+        )
+
+
+@dataclass
+class Sequence:
+    """One sequence of L tokens and its P image patches (see the module docstring)."""
+
+    tokens: NDArray[np.int64]  # (L,)
+    loss_mask: NDArray[np.bool_]  # (L,)
+    observation_position: NDArray[np.int64]  # (L,)
+    action_position: NDArray[np.int64]  # (L,)
+    patch_index: NDArray[np.int64]  # (P,) positions of the placeholders in ``tokens``
+    patches: NDArray[np.uint8]  # (P, 16, 16, C)
+    patch_rows: NDArray[np.int64]  # (P, 2) quantised [from, to)
+    patch_cols: NDArray[np.int64]  # (P, 2)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def timestep_layout(n_obs: int, n_act: int) -> tuple[NDArray, NDArray, NDArray]:
+    """Per-position arrays of one timestep: (loss mask, observation position, action position)."""
+    k = n_obs + 1 + n_act
+    mask = np.zeros(k, bool)
+    mask[n_obs + 1 :] = True
+    obs_pos = np.zeros(k, np.int64)
+    obs_pos[:n_obs] = np.arange(1, n_obs + 1)
+    act_pos = np.zeros(k, np.int64)
+    act_pos[n_obs + 1 :] = np.arange(1, n_act + 1)
+    return mask, obs_pos, act_pos
+
+
+def build_sequence(steps: Steps) -> Sequence:
+    """T timesteps -> a Sequence of T * (n_obs + 1 + n_act) tokens."""
+    t, n_obs = steps.observation_tokens.shape
+    n_act = steps.action_tokens.shape[1]
+    sep = np.full((t, 1), SEPARATOR, np.int64)
+    tokens = np.concatenate(
+        [steps.observation_tokens.astype(np.int64), sep, steps.action_tokens.astype(np.int64)],
+        axis=1,
+    ).reshape(-1)  # (T * k,)
+    mask, obs_pos, act_pos = (np.tile(a, t) for a in timestep_layout(n_obs, n_act))
+    if steps.images:
+        # Placeholders come leaf by leaf inside each observation, so the patches of every
+        # leaf, concatenated per timestep, line up with the placeholders in order.
+        per_leaf = [image_to_patches(img) for img in steps.images]  # each (T, P_i, 16, 16, C)
+        channels = max(p.shape[-1] for p in per_leaf)
+        per_leaf = [_pad_channels(p, channels) for p in per_leaf]
+        patches = np.concatenate(per_leaf, axis=1).reshape(-1, 16, 16, channels)  # (T*P, ...)
+        intervals = [patch_position_intervals(img.shape[1], img.shape[2]) for img in steps.images]
+        rows = np.tile(np.concatenate([r for r, _ in intervals]), (t, 1))  # (T*P, 2)
+        cols = np.tile(np.concatenate([c for _, c in intervals]), (t, 1))
+        patch_index = np.flatnonzero(tokens == IMAGE_PATCH)
+        if len(patch_index) != len(patches):
+            raise ValueError(
+                f"{len(patch_index)} image placeholders but {len(patches)} patches; "
+                "the images do not match the observation tokens"
+            )
+    else:
+        patches = np.zeros((0, 16, 16, 1), np.uint8)
+        rows = cols = np.zeros((0, 2), np.int64)
+        patch_index = np.zeros(0, np.int64)
+    return Sequence(tokens, mask, obs_pos, act_pos, patch_index, patches, rows, cols)
+
+
+def _pad_channels(patches: np.ndarray, channels: int) -> np.ndarray:
+    c = patches.shape[-1]
+    if c == channels:
+        return patches
+    pad = [(0, 0)] * (patches.ndim - 1) + [(0, channels - c)]
+    return np.pad(patches, pad)
+
+
+def concat_sequences(parts: list[Sequence]) -> Sequence:
+    """Sequences one after another (a prompt, then a window)."""
+    offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+    channels = max(p.patches.shape[-1] for p in parts)
+    return Sequence(
+        np.concatenate([p.tokens for p in parts]),
+        np.concatenate([p.loss_mask for p in parts]),
+        np.concatenate([p.observation_position for p in parts]),
+        np.concatenate([p.action_position for p in parts]),
+        np.concatenate([p.patch_index + o for p, o in zip(parts, offsets, strict=True)]),
+        np.concatenate([_pad_channels(p.patches, channels) for p in parts]),
+        np.concatenate([p.patch_rows for p in parts]),
+        np.concatenate([p.patch_cols for p in parts]),
+    )
+
+
+@dataclass
+class Batch:
+    """B sequences padded to length L, and their patches packed together (numpy).
+
+    tokens, loss_mask, observation_position, action_position: (B, L);
+    patch_index: (P,) flat indices into B * L; patches: (P, 16, 16, C) uint8;
+    patch_rows, patch_cols: (P, 2); task_index: (B,) index into the mixture's tasks;
+    lengths: (B,) tokens before the padding.
+    """
+
+    tokens: NDArray[np.int64]
+    loss_mask: NDArray[np.bool_]
+    observation_position: NDArray[np.int64]
+    action_position: NDArray[np.int64]
+    patch_index: NDArray[np.int64]
+    patches: NDArray[np.uint8]
+    patch_rows: NDArray[np.int64]
+    patch_cols: NDArray[np.int64]
+    task_index: NDArray[np.int64]
+    lengths: NDArray[np.int64]  # (B,) tokens before the padding
+
+    def to_torch(self, device: str = "cpu") -> dict:
+        import torch
+
+        return {k: torch.from_numpy(v).to(device) for k, v in self.__dict__.items()}
+
+
+def collate(sequences: list[Sequence], length: int, task_index: list[int]) -> Batch:
+    """Right-pad each sequence to ``length`` (pads are id 0 and never trained on)."""
+    b = len(sequences)
+    tokens = np.zeros((b, length), np.int64)
+    mask = np.zeros((b, length), bool)
+    obs_pos = np.zeros((b, length), np.int64)
+    act_pos = np.zeros((b, length), np.int64)
+    channels = max([s.patches.shape[-1] for s in sequences] + [1])
+    patch_index, patches, rows, cols = [], [], [], []
+    for i, s in enumerate(sequences):
+        n = min(len(s), length)
+        tokens[i, :n] = s.tokens[:n]
+        mask[i, :n] = s.loss_mask[:n]
+        obs_pos[i, :n] = s.observation_position[:n]
+        act_pos[i, :n] = s.action_position[:n]
+        keep = s.patch_index < n
+        patch_index.append(s.patch_index[keep] + i * length)
+        patches.append(_pad_channels(s.patches[keep], channels))
+        rows.append(s.patch_rows[keep])
+        cols.append(s.patch_cols[keep])
+    return Batch(
+        tokens,
+        mask,
+        obs_pos,
+        act_pos,
+        np.concatenate(patch_index),
+        np.concatenate(patches),
+        np.concatenate(rows),
+        np.concatenate(cols),
+        np.asarray(task_index, np.int64),
+        np.asarray([min(len(s), length) for s in sequences], np.int64),
+    )
