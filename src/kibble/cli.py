@@ -250,16 +250,20 @@ def rollout(
 def pipeline_run(
     ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Dataset config YAML.")],
-    out: Annotated[Path | None, typer.Option(help="Override the config's output.")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Override the config's output: a directory or a URL (gs://, s3://)."),
+    ] = None,
 ) -> None:
     """Run the curation job on Beam (local multi-process runner by default).
 
-    Options kibble does not know go to Beam, e.g. --direct_num_workers=1.
+    Options kibble does not know go to Beam, e.g. --direct_num_workers=1, or
+    --runner DataflowRunner --project P --region R --temp_location gs://B/tmp.
     """
     from kibble.pipelines.beam_job import run
     from kibble.pipelines.config import load_config
 
-    cfg = load_config(config, output=str(out) if out else None)
+    cfg = load_config(config, output=out)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)  # worker chatter, not news
     if any(job.expert not in ("random", "scripted") for job in cfg.tasks):
         _quiet_ray()
@@ -280,7 +284,9 @@ def pipeline_run(
 
 @app.command()
 def inspect(
-    dataset_dir: Annotated[Path, typer.Argument(help="A dataset directory.")],
+    dataset_dir: Annotated[
+        str, typer.Argument(help="A dataset directory or URL (gs://, s3://, file:///).")
+    ],
 ) -> None:
     """Summarise a dataset: counts, returns, tokens per step, size, schema checks."""
     from kibble.pipelines.inspection import inspect_dataset
