@@ -6,16 +6,21 @@
 Each step is a labelled PTransform over small records (``Shard``, ``EpisodeOutcome``,
 ``Threshold``); tokens and pixels never travel through Beam: rollout workers write
 them to staging Parquet files and the filter step copies kept rows from there, so
-memory does not grow with the dataset. The driver then writes ``rejected/``, the
-manifest and the card, and moves the finished dataset into place (atomic rename).
+memory does not grow with the dataset. The launcher then writes ``rejected/``, the
+manifest and the card, and publishes the finished dataset (``kibble.pipelines.dataset``:
+a rename for local paths; for URLs, copies with ``manifest.json`` last).
 
-Locally this runs on Beam's own runner, multi-process over all cores by default:
+Staging lives beside the output, on the output's filesystem, so with a ``gs://``
+output every Dataflow worker reaches it. Locally this runs on Beam's own runner,
+multi-process over all cores by default; other Beam options pass through:
 
-    kibble pipeline run configs/demo.yaml
+    kibble pipeline run configs/example.yaml
+    kibble pipeline run configs/example.yaml --out gs://BUCKET/datasets/example \
+        --runner DataflowRunner --project PROJECT --region REGION \
+        --temp_location gs://BUCKET/tmp
 
-Other Beam options pass through (``--direct_num_workers=1``, ``--runner=...``).
-Remote runners need the staging and output directories on a filesystem every
-worker reaches; that part (gs:// outputs, Dataflow packaging) is not built yet.
+On a remote runner kibble adds ``--setup_file`` so workers get its code
+(``kibble.pipelines.remote``).
 """
 
 from __future__ import annotations
@@ -26,15 +31,15 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict
-from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from kibble.envs import get_task
+from kibble.experts.card import read_card
 from kibble.experts.sources import load_expert
-from kibble.pipelines import dataset, plots, stages
+from kibble.pipelines import dataset, plots, remote, stages
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.local import STAGING, finish_dataset
 from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
@@ -53,6 +58,7 @@ class RolloutShards(beam.DoFn):
     def setup(self) -> None:
         self._policies: dict = {}
         self._envs: dict[str, list] = {}
+        self._fetched: list[str] = []  # local copies of experts given as URLs
         self._episodes = Metrics.counter("kibble", "episodes_rolled_out")
 
     def _policy(self, job: TaskJob):
@@ -60,11 +66,14 @@ class RolloutShards(beam.DoFn):
         if key not in self._policies:
             task = get_task(job.task)
             obs_space, act_space = task.spaces()
-            self._policies[key] = load_expert(task, job.expert, obs_space, act_space, job.sample)
+            source = remote.fetch_expert(job.expert)  # a URL: copied to this worker's disk
+            if source != job.expert:
+                self._fetched.append(source)
+            self._policies[key] = load_expert(task, source, obs_space, act_space, job.sample)
         return self._policies[key]
 
     def process(self, shard: Shard) -> Iterable[EpisodeOutcome]:
-        staging = stages.shard_file(Path(self.root), STAGING, shard.job.task, shard.index)
+        staging = stages.shard_file(self.root, STAGING, shard.job.task, shard.index)
         outcomes = stages.rollout_shard(
             shard,
             staging,
@@ -83,15 +92,19 @@ class RolloutShards(beam.DoFn):
         for pool in getattr(self, "_envs", {}).values():
             for env in pool:
                 env.close()
+        for path in getattr(self, "_fetched", []):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class FinalizeShard(beam.DoFn):
-    """Copy a shard's kept episodes from staging into the dataset."""
+    """Copy a shard's kept episodes from staging into the dataset; yields the file's
+    manifest entry (path, rows, bytes, sha256), made here so the launcher need not
+    read the dataset back."""
 
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def process(self, element, thresholds: dict[str, Threshold]) -> Iterable[int]:
+    def process(self, element, thresholds: dict[str, Threshold]) -> Iterable[dict]:
         (task, shard_index), outcomes = element
         threshold = thresholds[task]
         kept = sorted((o for o in outcomes if stages.is_kept(o, threshold)), key=lambda o: o.index)
@@ -99,40 +112,56 @@ class FinalizeShard(beam.DoFn):
         Metrics.counter("kibble", "rejected_below_threshold").inc(
             sum(1 for o in outcomes if o.reason is None and not stages.is_kept(o, threshold))
         )
-        root = Path(self.root)
-        staging = stages.shard_file(root, STAGING, task, shard_index)
-        out_file = stages.shard_file(root, dataset.DATA_DIR, task, shard_index)
-        yield stages.finalize_shard(staging, [o.episode_id for o in kept], out_file)
+        staging = stages.shard_file(self.root, STAGING, task, shard_index)
+        out_file = stages.shard_file(self.root, dataset.DATA_DIR, task, shard_index)
+        if stages.finalize_shard(staging, [o.episode_id for o in kept], out_file):
+            rel = stages.shard_name(dataset.DATA_DIR, task, shard_index)
+            yield dataset.file_entry(self.root, rel)
 
 
 class ThresholdPerTask(beam.PTransform):
     """(task, [outcomes]) groups -> (task, Threshold): Gato's expert return and the bar."""
 
-    def __init__(self, jobs: dict[str, TaskJob], fraction: float) -> None:
+    def __init__(self, jobs: dict[str, TaskJob], fraction: float, cards: dict | None = None):
         super().__init__()
-        self.jobs, self.fraction = jobs, fraction
+        self.jobs, self.fraction, self.cards = jobs, fraction, cards or {}
 
     def expand(self, grouped):
-        jobs, fraction = self.jobs, self.fraction
+        jobs, fraction, cards = self.jobs, self.fraction, self.cards
         return grouped | "Threshold" >> beam.MapTuple(
-            lambda task, outs: (task, stages.task_threshold(jobs[task], outs, fraction))
+            lambda task, outs: (
+                task,
+                stages.task_threshold(jobs[task], outs, fraction, cards.get(task)),
+            )
         )
+
+
+def _write_json(value, path: str) -> None:
+    dataset.write_bytes(path, json.dumps(value).encode())
+
+
+def _summary_file(root: str, task: str) -> str:
+    return dataset.join(root, SUMMARIES, f"{dataset.task_dir_name(task)}.json")
 
 
 def _write_summary(element, thresholds: dict[str, Threshold], root: str) -> None:
     task, outcomes = element
-    path = Path(root) / SUMMARIES / f"{dataset.task_dir_name(task)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "threshold": asdict(thresholds[task]),
         "outcomes": [asdict(o) for o in sorted(outcomes, key=lambda o: o.index)],
     }
-    path.write_text(json.dumps(body))
+    dataset.write_bytes(_summary_file(root, task), json.dumps(body).encode())
 
 
-def default_options(argv: list[str]) -> PipelineOptions:
-    """Beam options from the command line; locally, all cores in separate processes."""
+def default_options(argv: list[str], output: str | None = None) -> PipelineOptions:
+    """Beam options from the command line; locally, all cores in separate processes.
+
+    On a remote runner (``output`` given): the package for workers, output checked
+    (``remote.worker_args``).
+    """
     args = list(argv)
+    if output is not None:
+        args = remote.worker_args(args, output)
     if not any(a.startswith("--runner") for a in args):
         if not any(a.startswith("--direct_running_mode") for a in args):
             args.append("--direct_running_mode=multi_processing")
@@ -145,22 +174,29 @@ def default_options(argv: list[str]) -> PipelineOptions:
 
 def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
     """Run the job; returns the manifest of the dataset written to ``config.output``."""
-    from kibble.errors import KibbleError
-
-    out = Path(config.output)
-    if out.exists() and not out.is_dir():
-        raise KibbleError(f"output {out} is a file; give a directory for the dataset")
+    out = config.output
+    options = default_options(beam_args or [], out)
+    dataset.check_output(out)
     jobs = {job.task: job for job in config.tasks}
-    shards = [s for job in config.tasks for s in stages.plan_shards(job, config.episodes_per_shard)]
+    # Cards are read here: remote workers do not see the launcher's files.
+    cards = {job.task: read_card(job.card) for job in config.tasks if job.card}
     per_shard = config.episodes_per_shard
-    root = dataset.staging_dir(out)
+    root = dataset.staging_location(out)
+    files_json = dataset.join(root, SUMMARIES, "files.json")
     try:
-        with beam.Pipeline(options=default_options(beam_args or [])) as p:
+        if remote.is_remote(options):
+            rollout_jobs = remote.ship_experts(config.tasks, root)
+        else:
+            rollout_jobs = jobs
+        shards = [
+            s for job in config.tasks for s in stages.plan_shards(rollout_jobs[job.task], per_shard)
+        ]
+        with beam.Pipeline(options=options) as p:
             outcomes = (
                 p
                 | "PlanShards" >> beam.Create(shards)
                 | "RolloutValidateTokenize"
-                >> beam.ParDo(RolloutShards(str(root), config.seed, config.num_envs))
+                >> beam.ParDo(RolloutShards(root, config.seed, config.num_envs))
             )
             by_task = (
                 outcomes
@@ -168,34 +204,38 @@ def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
                 | "GroupByTask" >> beam.GroupByKey()
             )
             thresholds = beam.pvalue.AsDict(
-                by_task | "ExpertReturnAndThreshold" >> ThresholdPerTask(jobs, config.fraction)
+                by_task
+                | "ExpertReturnAndThreshold" >> ThresholdPerTask(jobs, config.fraction, cards)
             )
             (
                 outcomes
                 | "KeyByShard" >> beam.Map(lambda o: ((o.task, o.index // per_shard), o))
                 | "GroupByShard" >> beam.GroupByKey()
-                | "FilterAndWrite" >> beam.ParDo(FinalizeShard(str(root)), thresholds=thresholds)
+                | "FilterAndWrite" >> beam.ParDo(FinalizeShard(root), thresholds=thresholds)
+                | "CollectFileEntries" >> beam.combiners.ToList()
+                | "WriteFileEntries" >> beam.Map(_write_json, path=files_json)
             )
-            by_task | "WriteSummaries" >> beam.Map(
-                _write_summary, thresholds=thresholds, root=str(root)
-            )
+            by_task | "WriteSummaries" >> beam.Map(_write_summary, thresholds=thresholds, root=root)
+        known_files = {e["path"]: e for e in json.loads(dataset.read_bytes(files_json))}
         tasks, rejected = {}, []
         for job in config.tasks:
-            summary_path = root / SUMMARIES / f"{dataset.task_dir_name(job.task)}.json"
-            summary = json.loads(summary_path.read_text())
+            summary = json.loads(dataset.read_bytes(_summary_file(root, job.task)))
             threshold = Threshold(**summary["threshold"])
             outs = [EpisodeOutcome(**o) for o in summary["outcomes"]]
-            files = sorted(
-                (root / dataset.DATA_DIR / dataset.task_dir_name(job.task)).glob("*.parquet")
-            )
+            task_dir = dataset.join(root, dataset.DATA_DIR, dataset.task_dir_name(job.task))
+            files = [
+                dataset.join(task_dir, rel)
+                for rel in dataset.list_files(task_dir)
+                if rel.endswith(".parquet")
+            ]
             tasks[job.task] = stages.task_entry(job, outs, threshold, files)
             plots.return_histogram(root, job.task, outs, threshold)
             rejected += stages.rejected_rows(outs, threshold)
-        shutil.rmtree(root / STAGING)
-        shutil.rmtree(root / SUMMARIES)
-        manifest = finish_dataset(root, config.name, config.as_dict(), tasks, rejected)
+        for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
+            dataset.remove(dataset.join(root, scratch))
+        manifest = finish_dataset(root, config.name, config.as_dict(), tasks, rejected, known_files)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        dataset.remove(root, quiet=True)
         raise
     dataset.publish(root, out)
     return manifest

@@ -1,4 +1,4 @@
-"""The curated dataset on disk (SPEC section 7), and writing it atomically.
+"""The curated dataset (SPEC section 7), and publishing it safely on any filesystem.
 
 Layout::
 
@@ -11,9 +11,22 @@ Layout::
                                        values and threshold, files with rows and sha256
       README.md                        the dataset card
 
-A dataset is assembled in a staging directory beside ``DIR`` and renamed into place
-when complete: a killed job leaves no partial dataset under ``DIR``, and a rerun
-replaces the whole directory.
+``DIR`` is a local path or a URL that pyarrow's filesystems reach (``gs://``, ``s3://``,
+``abfs://``, ``file:///...``). A dataset is assembled in a staging location beside
+``DIR`` on the same filesystem (Beam workers write their shard files there, so every
+worker must reach it), then published:
+
+* a plain local path: the staging directory is renamed into place. A killed job
+  leaves the previous dataset untouched; a rerun replaces the whole directory.
+* a URL (object stores have no atomic directory rename): the old ``manifest.json`` is
+  deleted, then the files the new dataset does not have, the new files are copied in
+  (server-side), and ``manifest.json`` is copied last: it is the commit marker. A job
+  killed before publishing leaves the old dataset; one killed while publishing leaves
+  a dataset without a manifest, which :func:`read_manifest` refuses; a rerun gives the
+  same dataset with nothing left over.
+
+All paths here are strings or ``os.PathLike``; URLs stay strings (``Path`` would fold
+``gs://b`` into ``gs:/b``), so join them with :func:`join`.
 """
 
 from __future__ import annotations
@@ -21,28 +34,130 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 import kibble
+from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
+from kibble.schemas.parquet import filesystem_and_path
 
 MANIFEST = "manifest.json"
 CARD = "README.md"
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
+RETURNS_DIR = "returns"
+_DATASET_TOP = {MANIFEST, CARD, DATA_DIR, REJECTED_DIR, RETURNS_DIR}
 
 
 def task_dir_name(task_id: str) -> str:
     return task_id.replace("/", "__")
 
 
+def is_url(location: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` locations (``file://`` included), False for plain paths."""
+    return "://" in os.fspath(location)
+
+
+def join(location: str | os.PathLike, *parts: str) -> str:
+    """``location/part/...`` for a local path or a URL (a URL's ``?query`` stays at the end).
+
+    >>> join("gs://bucket/ds", "data", "part-00000.parquet")
+    'gs://bucket/ds/data/part-00000.parquet'
+    >>> join("s3://bucket/ds/?region=eu-west-1", "manifest.json")
+    's3://bucket/ds/manifest.json?region=eu-west-1'
+    """
+    location = os.fspath(location)
+    if not is_url(location):
+        return os.path.join(location, *parts)
+    base, sep, query = location.partition("?")
+    return "/".join([base.rstrip("/"), *parts]) + sep + query
+
+
+def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path on it of a local path or URL.
+
+    Readers of a dataset (the trainer, notebooks) use it with the manifest's relative
+    file paths: ``fs, root = resolve(url)``, then ``pq.ParquetFile(fs.open_input_file(
+    f"{root}/{entry['path']}"))``. An unknown or unreachable scheme is a KibbleError.
+    """
+    return filesystem_and_path(location)
+
+
+def list_files(location: str | os.PathLike) -> list[str]:
+    """Every file under ``location``, as sorted relative POSIX paths; [] if it is absent."""
+    return _entries(*resolve(location), pafs.FileType.File)
+
+
+def _entries(fs: pafs.FileSystem, root: str, kind: pafs.FileType) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    # Filesystems differ on a leading "/" (fsspec adds one): compare without it.
+    n = len(root.strip("/"))
+    return sorted(info.path.lstrip("/")[n:].lstrip("/") for info in infos if info.type == kind)
+
+
+def read_bytes(location: str | os.PathLike) -> bytes:
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_bytes(location: str | os.PathLike, data: bytes) -> None:
+    """Write a small file in one call (its parent directories are made as needed)."""
+    fs, path = resolve(location)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def remove(location: str | os.PathLike, quiet: bool = False) -> None:
+    """Delete a directory tree or a file if it is there; ``quiet``: never raise (cleanup)."""
+    try:
+        fs, path = resolve(location)
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.Directory:
+            fs.delete_dir(path)
+        elif kind == pafs.FileType.File:
+            fs.delete_file(path)
+    except (OSError, KibbleError):
+        if not quiet:
+            raise
+
+
+def _is_dataset_file(rel: str) -> bool:
+    return rel.split("/", 1)[0] in _DATASET_TOP
+
+
+def check_output(out: str | os.PathLike) -> None:
+    """Refuse an output that cannot take a dataset, before any work is done.
+
+    Publishing replaces everything under ``out``, so it must be absent, empty, or a
+    kibble dataset (complete or left without a manifest by a killed job).
+    """
+    fs, path = resolve(out)
+    kind = fs.get_file_info(path).type
+    if kind == pafs.FileType.File:
+        raise KibbleError(f"output {os.fspath(out)} is a file; give a directory for the dataset")
+    if kind == pafs.FileType.NotFound:
+        return
+    strays = [rel for rel in list_files(out) if not _is_dataset_file(rel)]
+    if strays:
+        shown = ", ".join(strays[:3]) + (", ..." if len(strays) > 3 else "")
+        raise KibbleError(
+            f"output {os.fspath(out)} holds files that are not part of a kibble dataset "
+            f"({shown}); writing a dataset replaces everything under it, so give a new "
+            "directory or an existing dataset"
+        )
+
+
 def staging_dir(out: Path) -> Path:
-    """A fresh directory beside ``out`` to assemble the dataset in."""
+    """A fresh local directory beside ``out`` to assemble the dataset in."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
@@ -50,9 +165,27 @@ def staging_dir(out: Path) -> Path:
     return path
 
 
-def publish(staging: Path, out: Path) -> None:
-    """Move the assembled dataset to ``out``, replacing what was there."""
-    out = Path(out)
+def staging_location(out: str | os.PathLike) -> str:
+    """Where to assemble the dataset: a fresh location beside ``out``, same filesystem."""
+    if not is_url(out):
+        return str(staging_dir(Path(out)))
+    base, sep, query = os.fspath(out).partition("?")
+    parent, name = base.rstrip("/").rsplit("/", 1)
+    if parent.endswith(":/"):  # gs://bucket
+        raise KibbleError(
+            f"output {os.fspath(out)} is a bucket; give a prefix inside it, "
+            "e.g. gs://BUCKET/datasets/NAME"
+        )
+    return f"{parent}/.{name}.staging-{uuid.uuid4().hex[:8]}{sep}{query}"
+
+
+def publish(staging: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move the dataset assembled at ``staging`` to ``out``, replacing what was there."""
+    if is_url(staging) or is_url(out):
+        fs, src = resolve(staging)
+        publish_by_copy(fs, src, resolve(out)[1])
+        return
+    staging, out = Path(staging), Path(out)
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -62,49 +195,123 @@ def publish(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def sha256(path: Path) -> str:
+def publish_by_copy(fs: pafs.FileSystem, src: str, dst: str) -> None:
+    """Publish ``src`` to ``dst`` on a filesystem without atomic directory renames.
+
+    Order: delete dst's manifest, delete what the new dataset does not have, copy the
+    new files, copy manifest.json last (the commit), delete ``src``.
+    """
+    src, dst = src.rstrip("/"), dst.rstrip("/")
+    new = _entries(fs, src, pafs.FileType.File)
+    if MANIFEST not in new:
+        raise RuntimeError(f"{src} has no {MANIFEST}: nothing complete to publish")
+    old = _entries(fs, dst, pafs.FileType.File)
+    old_dirs = _entries(fs, dst, pafs.FileType.Directory)
+    # From here until the last copy the dataset at dst has no manifest: incomplete.
+    if MANIFEST in old:
+        fs.delete_file(f"{dst}/{MANIFEST}")
+    for rel in sorted(set(old) - set(new)):
+        fs.delete_file(f"{dst}/{rel}")
+    new_dirs = set()
+    for rel in new:
+        while rel := posixpath.dirname(rel):
+            new_dirs.add(rel)
+    for rel in old_dirs:  # parents first: a deleted parent takes its children along
+        path = f"{dst}/{rel}"
+        if rel not in new_dirs and fs.get_file_info(path).type == pafs.FileType.Directory:
+            fs.delete_dir(path)
+    for rel in ["", *sorted(new_dirs)]:
+        fs.create_dir(f"{dst}/{rel}".rstrip("/"), recursive=True)
+    for rel in new:
+        if rel != MANIFEST:
+            fs.copy_file(f"{src}/{rel}", f"{dst}/{rel}")
+    fs.copy_file(f"{src}/{MANIFEST}", f"{dst}/{MANIFEST}")  # the commit
+    fs.delete_dir(src)
+
+
+def sha256(location: str | os.PathLike) -> str:
+    fs, path = resolve(location)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fs.open_input_stream(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def file_entries(root: Path) -> list[dict[str, Any]]:
-    """Every Parquet file under ``root``: relative path, rows, bytes, sha256."""
+def file_entry(root: str | os.PathLike, rel: str) -> dict[str, Any]:
+    """The manifest entry of the Parquet file ``root/rel``: path, rows, bytes, sha256."""
+    fs, path = resolve(join(root, rel))
+    with fs.open_input_file(path) as f:
+        rows = pq.ParquetFile(f).metadata.num_rows
+    size = fs.get_file_info(path).size
+    return {"path": rel, "rows": rows, "bytes": size, "sha256": sha256(join(root, rel))}
+
+
+def file_entries(
+    root: str | os.PathLike, known: dict[str, dict] | None = None
+) -> list[dict[str, Any]]:
+    """Every Parquet file under ``root``: relative path, rows, bytes, sha256.
+
+    ``known``: entries already made where the files were written (Beam workers), by
+    relative path; used while the size matches, so the launcher need not read the
+    dataset back.
+    """
+    fs, base = resolve(root)
     out = []
-    for path in sorted(root.rglob("*.parquet")):
-        out.append(
-            {
-                "path": path.relative_to(root).as_posix(),
-                "rows": pq.ParquetFile(path).metadata.num_rows,
-                "bytes": path.stat().st_size,
-                "sha256": sha256(path),
-            }
-        )
+    for rel in list_files(root):
+        if not rel.endswith(".parquet"):
+            continue
+        entry = (known or {}).get(rel)
+        if entry is None or fs.get_file_info(f"{base.rstrip('/')}/{rel}").size != entry["bytes"]:
+            entry = file_entry(root, rel)
+        out.append(entry)
     return out
 
 
-def write_manifest(root: Path, name: str, config: dict, tasks: dict[str, dict]) -> dict:
+def write_manifest(
+    root: str | os.PathLike,
+    name: str,
+    config: dict,
+    tasks: dict,
+    known_files: dict[str, dict] | None = None,
+) -> dict:
     manifest = {
         "name": name,
         "schema_version": SCHEMA_VERSION,
         "kibble_version": kibble.__version__,
         "config": config,
         "tasks": tasks,
-        "files": file_entries(root),
+        "files": file_entries(root, known_files),
     }
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / MANIFEST)
+    write_bytes(
+        join(root, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    )
     return manifest
+
+
+def read_manifest(location: str | os.PathLike) -> dict:
+    """The manifest of the dataset at ``location`` (a local path or URL).
+
+    A dataset without ``manifest.json`` is not complete (a job publishing it was
+    killed) or not a kibble dataset; both are a KibbleError.
+    """
+    fs, path = resolve(join(location, MANIFEST))
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise KibbleError(
+            f"{os.fspath(location)} has no {MANIFEST}: it is not a kibble dataset, or the job "
+            "writing it did not finish (run it again)"
+        )
+    try:
+        return json.loads(read_bytes(join(location, MANIFEST)))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KibbleError(f"{join(location, MANIFEST)} is not valid JSON: {e}") from e
 
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def write_dataset_card(root: Path, manifest: dict) -> None:
+def write_dataset_card(root: str | os.PathLike, manifest: dict) -> None:
     """A human README: what is in the dataset, per task, and how to read it."""
     lines = [
         f"# {manifest['name']}",
@@ -124,9 +331,9 @@ def write_dataset_card(root: Path, manifest: dict) -> None:
             f"| {task} | {t['expert']} | {t['kept']} | {rejected} | {t['steps']} | "
             f"{t['tokens']} | {_num(t['expert_return'])} | {_num(t['threshold'])} ({t['rule']}) |"
         )
-    pngs = sorted((root / "returns").glob("*.png"))
+    pngs = [p for p in list_files(join(root, RETURNS_DIR)) if p.endswith(".png")]
     lines += ["", "## Returns, kept vs rejected", ""]
-    lines += [f"![{p.stem}](returns/{p.name})" for p in pngs] or [
+    lines += [f"![{p[: -len('.png')]}]({RETURNS_DIR}/{p})" for p in pngs] or [
         "(no plots: install matplotlib, `pip install 'kibble[plots]'`)"
     ]
     lines += [
@@ -140,4 +347,4 @@ def write_dataset_card(root: Path, manifest: dict) -> None:
         "```",
         "",
     ]
-    (root / CARD).write_text("\n".join(lines))
+    write_bytes(join(root, CARD), "\n".join(lines).encode())

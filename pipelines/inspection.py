@@ -5,15 +5,16 @@ Reads only footers and the small per-episode columns, never tokens or pixels.
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
-from kibble.pipelines.dataset import DATA_DIR, MANIFEST, REJECTED_DIR
+from kibble.pipelines import dataset
+from kibble.pipelines.dataset import DATA_DIR, REJECTED_DIR
 from kibble.schemas.parquet import read_schema_version
 from kibble.schemas.validate import validate_file
 
@@ -37,28 +38,34 @@ class TaskSummary:
 
 @dataclass
 class Inspection:
-    root: Path
+    root: str
     schema_versions: set[str]
     tasks: dict[str, TaskSummary]
     problems: list[str]
     manifest: dict | None
 
 
-def inspect_dataset(root: str | Path) -> Inspection:
-    """Summarise every task and validate every file; problems are listed, not raised."""
-    root = Path(root)
-    if not root.is_dir():
+def inspect_dataset(root: str | os.PathLike) -> Inspection:
+    """Summarise every task and validate every file; problems are listed, not raised.
+
+    ``root`` is a local path or a URL (``gs://``, ``s3://``, ``file:///``).
+    """
+    root = os.fspath(root)
+    fs, base = dataset.resolve(root)
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise KibbleError(f"{root} is not a dataset directory (it does not exist)")
-    files = sorted(root.rglob("*.parquet"))
+    files = [rel for rel in dataset.list_files(root) if rel.endswith(".parquet")]
     if not files:
         raise KibbleError(f"{root} holds no Parquet files; is it a kibble dataset?")
-    manifest_path = root / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
-    problems = [] if manifest else [f"{MANIFEST} is missing"]
+    try:
+        manifest = dataset.read_manifest(root)
+        problems = []
+    except KibbleError as e:
+        manifest, problems = None, [str(e)]
     tasks: dict[str, TaskSummary] = {}
     versions: set[str] = set()
-    for path in files:
-        rel = path.relative_to(root).as_posix()
+    for rel in files:
+        path = dataset.join(root, rel)
         try:
             mismatches = validate_file(path)
         except KibbleError as e:
@@ -69,25 +76,29 @@ def inspect_dataset(root: str | Path) -> Inspection:
         if mismatches:
             continue
         if rel.startswith(DATA_DIR + "/"):
-            _add_data_file(path, tasks)
+            _add_data_file(fs, f"{base.rstrip('/')}/{rel}", tasks)
         elif rel.startswith(REJECTED_DIR + "/"):
-            rejected = pq.read_table(path, columns=["task", "reason"])
+            rejected = pq.read_table(
+                f"{base.rstrip('/')}/{rel}", columns=["task", "reason"], filesystem=fs
+            )
             for task, reason in zip(
                 rejected["task"].to_pylist(), rejected["reason"].to_pylist(), strict=True
             ):
                 summary = tasks.setdefault(task, TaskSummary(task))
                 summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
     if manifest:
+        present = set(files)
         for entry in manifest.get("files", []):
-            if not (root / entry["path"]).is_file():
+            if entry["path"] not in present:
                 problems.append(f"{entry['path']} is in the manifest but missing")
     return Inspection(root, versions, tasks, problems, manifest)
 
 
-def _add_data_file(path: Path, tasks: dict[str, TaskSummary]) -> None:
+def _add_data_file(fs: pafs.FileSystem, path: str, tasks: dict[str, TaskSummary]) -> None:
     table = pq.read_table(
         path,
         columns=["task", "episode_id", "episode_return", "n_observation_tokens", "n_action_tokens"],
+        filesystem=fs,
     )
     per_task = table.group_by(["task", "episode_id"]).aggregate([("episode_return", "max")])
     for task in set(table["task"].to_pylist()):
@@ -105,4 +116,4 @@ def _add_data_file(path: Path, tasks: dict[str, TaskSummary]) -> None:
         s.return_mean = pc.mean(returns).as_py()
         s.return_min = pc.min(returns).as_py()
         s.return_max = pc.max(returns).as_py()
-        s.bytes += path.stat().st_size
+        s.bytes += fs.get_file_info(path).size

@@ -7,10 +7,9 @@ a staging file as they finish, and filtering copies it a row group at a time.
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -26,13 +25,23 @@ __all__ = ["TaskJob", "curate", "episode_seed", "finish_dataset"]
 STAGING = ".staging"
 
 
-def finish_dataset(root: Path, name: str, config: dict, tasks: dict, rejected: list[dict]) -> dict:
-    """Write rejected/, the manifest and the dataset card into ``root``."""
+def finish_dataset(
+    root: str | os.PathLike,
+    name: str,
+    config: dict,
+    tasks: dict,
+    rejected: list[dict],
+    known_files: dict[str, dict] | None = None,
+) -> dict:
+    """Write rejected/, the manifest and the dataset card into ``root`` (a path or URL).
+
+    ``known_files``: manifest entries of data files made where they were written.
+    """
     with EpisodeFileWriter(
-        root / dataset.REJECTED_DIR / "part-00000.parquet", REJECTED_EPISODE_SCHEMA
+        dataset.join(root, dataset.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
     ) as writer:
         writer.write(pa.Table.from_pylist(rejected, schema=REJECTED_EPISODE_SCHEMA))
-    manifest = dataset.write_manifest(root, name, config, tasks)
+    manifest = dataset.write_manifest(root, name, config, tasks, known_files)
     dataset.write_dataset_card(root, manifest)
     return manifest
 
@@ -45,18 +54,17 @@ def check_fraction(fraction: float) -> None:
 def curate(
     name: str,
     jobs: list[TaskJob],
-    out: Path,
+    out: str | os.PathLike,
     base_seed: int = 0,
     fraction: float = filtering.DEFAULT_FRACTION,
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
 ) -> dict:
-    """Curate every task into a dataset at ``out`` (replaced atomically); returns the manifest."""
+    """Curate every task into a dataset at ``out`` (a path or URL; replaced as a whole,
+    see ``kibble.pipelines.dataset``); returns the manifest."""
     check_fraction(fraction)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise KibbleError(f"--out {out} is a file; give a directory for the dataset")
-    root = dataset.staging_dir(out)
+    dataset.check_output(out)
+    root = dataset.staging_location(out)
     try:
         tasks, rejected = {}, []
         for job in jobs:
@@ -71,12 +79,12 @@ def curate(
             tasks[job.task] = stages.task_entry(job, outcomes, threshold, files)
             plots.return_histogram(root, job.task, outcomes, threshold)
             rejected += stages.rejected_rows(outcomes, threshold)
-        shutil.rmtree(root / STAGING)
+        dataset.remove(dataset.join(root, STAGING))
         config = {"name": name, "seed": base_seed, "filter": {"fraction": fraction},
                   "tasks": [asdict(j) for j in jobs]}  # fmt: skip
         manifest = finish_dataset(root, name, config, tasks, rejected)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        dataset.remove(root, quiet=True)
         raise
     dataset.publish(root, out)
     return manifest

@@ -7,15 +7,17 @@ the card says how to get the plots and the dataset is otherwise complete.
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
-from pathlib import Path
+import os
 
 import numpy as np
 
+from kibble.pipelines.dataset import RETURNS_DIR, join, write_bytes
 from kibble.pipelines.stages import EpisodeOutcome, Threshold, is_kept
 
 log = logging.getLogger(__name__)
-PLOTS_DIR = "returns"
+PLOTS_DIR = RETURNS_DIR
 
 
 def available() -> bool:
@@ -23,9 +25,9 @@ def available() -> bool:
 
 
 def return_histogram(
-    root: Path, task: str, outcomes: list[EpisodeOutcome], threshold: Threshold
-) -> Path | None:
-    """Write ``returns/<task>.png`` under ``root``; None when matplotlib is missing."""
+    root: str | os.PathLike, task: str, outcomes: list[EpisodeOutcome], threshold: Threshold
+) -> str | None:
+    """Write ``returns/<task>.png`` under ``root`` (a path or URL); None without matplotlib."""
     if not available():
         log.warning(
             "matplotlib is not installed: no return histogram (pip install 'kibble[plots]')"
@@ -51,8 +53,9 @@ def return_histogram(
     ax.set_ylabel("episodes")
     ax.legend()
     fig.tight_layout()
-    path = root / PLOTS_DIR / f"{task.replace('/', '__')}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    path = join(root, PLOTS_DIR, f"{task.replace('/', '__')}.png")
+    write_bytes(path, png.getvalue())
     return path

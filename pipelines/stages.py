@@ -15,11 +15,11 @@ any runner and any number of workers give the same episodes.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -28,15 +28,16 @@ import pyarrow.parquet as pq
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.card import read_card
+from kibble.experts.card import ExpertCard, read_card
 from kibble.experts.policy import Policy
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
+from kibble.pipelines.dataset import join
 from kibble.pipelines.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.pipelines.tokenizing import tokenize_episode
 from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
-from kibble.schemas.parquet import EpisodeFileWriter
+from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer
 
@@ -109,13 +110,19 @@ def plan_shards(job: TaskJob, episodes_per_shard: int) -> list[Shard]:
     ]
 
 
-def shard_file(root: Path, directory: str, task: str, shard: int) -> Path:
-    return Path(root) / directory / task.replace("/", "__") / f"part-{shard:05d}.parquet"
+def shard_name(directory: str, task: str, shard: int) -> str:
+    """``directory/<task>/part-NNNNN.parquet``, relative to the dataset."""
+    return f"{directory}/{task.replace('/', '__')}/part-{shard:05d}.parquet"
+
+
+def shard_file(root: str | os.PathLike, directory: str, task: str, shard: int) -> str:
+    """``root/directory/<task>/part-NNNNN.parquet``; ``root`` a local path or a URL."""
+    return join(root, *shard_name(directory, task, shard).split("/"))
 
 
 def rollout_shard(
     shard: Shard,
-    staging: Path,
+    staging: str | os.PathLike,
     base_seed: int,
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
@@ -177,10 +184,20 @@ def rollout_shard(
     return sorted(outcomes, key=lambda o: o.index)
 
 
-def task_threshold(job: TaskJob, outcomes: Iterable[EpisodeOutcome], fraction: float) -> Threshold:
-    """Expert return and threshold of a task from all its outcomes."""
+def task_threshold(
+    job: TaskJob,
+    outcomes: Iterable[EpisodeOutcome],
+    fraction: float,
+    card: ExpertCard | None = None,
+) -> Threshold:
+    """Expert return and threshold of a task from all its outcomes.
+
+    ``card``: the job's expert card, already read (Beam reads it on the launcher,
+    whose files workers may not see); by default it is read from ``job.card``.
+    """
     valid = sorted((o for o in outcomes if o.reason is None), key=lambda o: o.index)
-    card = read_card(job.card) if job.card else None
+    if card is None and job.card:
+        card = read_card(job.card)
     if card is not None:
         expert, source = card.expert_return.mean, "card"
     elif valid:
@@ -201,13 +218,19 @@ def is_kept(outcome: EpisodeOutcome, threshold: Threshold) -> bool:
     )
 
 
-def finalize_shard(staging: Path, kept_ids: list[str], out_file: Path) -> int:
+def finalize_shard(
+    staging: str | os.PathLike, kept_ids: list[str], out_file: str | os.PathLike
+) -> int:
     """Copy the kept episodes of a staging file to ``out_file``; returns rows written."""
     if not kept_ids:
         return 0
     keep = pa.array(kept_ids, pa.string())
-    source = pq.ParquetFile(staging)
-    with EpisodeFileWriter(out_file, TOKENIZED_EPISODE_SCHEMA) as writer:
+    fs, path = filesystem_and_path(staging)
+    with (
+        fs.open_input_file(path) as f,
+        EpisodeFileWriter(out_file, TOKENIZED_EPISODE_SCHEMA) as writer,
+    ):
+        source = pq.ParquetFile(f)
         for group in range(source.num_row_groups):
             rows = source.read_row_group(group)
             writer.write(rows.filter(pc.is_in(rows["episode_id"], value_set=keep)))
@@ -242,14 +265,18 @@ def rejected_rows(outcomes: Iterable[EpisodeOutcome], threshold: Threshold) -> l
 
 
 def task_entry(
-    job: TaskJob, outcomes: list[EpisodeOutcome], threshold: Threshold, data_files: list[Path]
+    job: TaskJob,
+    outcomes: list[EpisodeOutcome],
+    threshold: Threshold,
+    data_files: list[str | os.PathLike],
 ) -> dict:
     """The task's manifest entry; checks that kept + rejected = planned."""
     kept = [o for o in outcomes if is_kept(o, threshold)]
     reasons = Counter(r["reason"] for r in rejected_rows(outcomes, threshold))
     steps = tokens = 0
-    for path in data_files:
-        t = pq.read_table(path, columns=["n_observation_tokens", "n_action_tokens"])
+    for data_file in data_files:
+        fs, path = filesystem_and_path(data_file)
+        t = pq.read_table(path, columns=["n_observation_tokens", "n_action_tokens"], filesystem=fs)
         steps += t.num_rows
         tokens += int(
             pc.sum(t["n_observation_tokens"]).as_py()

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from kibble.errors import KibbleError
 from kibble.schemas.arrow import METADATA_VERSION, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,23 @@ def _tokens_per_row(table: pa.Table) -> int:
 
 
 def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of a local path or URL, and the path on it.
+
+    An unknown scheme, or a filesystem pyarrow cannot set up here (no libhdfs, a
+    malformed URL), is a KibbleError naming the URL.
+    """
     path = os.fspath(path)
-    if "://" in path:
+    if "://" not in path:
+        return pafs.LocalFileSystem(), os.path.abspath(path)
+    try:
         return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    except (ValueError, OSError) as e:  # pyarrow.ArrowInvalid is a ValueError
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise KibbleError(
+            f"cannot use {path}: {reason}. kibble reads and writes local paths and the URLs "
+            "pyarrow's filesystems reach: gs://BUCKET/..., s3://BUCKET/..., abfs://..., "
+            "hdfs://... (with libhdfs), file:///ABSOLUTE/PATH"
+        ) from e
 
 
 class EpisodeFileWriter:

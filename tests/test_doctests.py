@@ -11,6 +11,7 @@ MODULES = [
     "kibble.tokenize.images",
     "kibble.tokenize.episode",
     "kibble.schemas.parquet",
+    "kibble.pipelines.dataset",
 ]
 
 

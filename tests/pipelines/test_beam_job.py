@@ -136,6 +136,9 @@ def test_rollout_and_finalize_transforms_on_one_shard(tmp_path):
             | beam.ParDo(FinalizeShard(str(tmp_path)), thresholds={"gym/CartPole-v1": threshold})
         )
         expected_rows = sum(1 for r in rows if r["episode_id"] in kept)
-        assert_that(written, equal_to([expected_rows]))
-    final = pq.read_table(tmp_path / "data" / "gym__CartPole-v1" / "part-00000.parquet")
+        path = "data/gym__CartPole-v1/part-00000.parquet"
+        assert_that(
+            written | beam.Map(lambda e: (e["path"], e["rows"])), equal_to([(path, expected_rows)])
+        )
+    final = pq.read_table(tmp_path / path)
     assert set(final["episode_id"].to_pylist()) == set(kept)

@@ -1,0 +1,155 @@
+"""What the Beam job needs on runners other than the local one (Dataflow, Flink, Spark).
+
+Remote workers share nothing with the machine that launches the job, so:
+
+* kibble's code goes to them as a package: unless the command line already says how
+  (``--setup_file``, ``--extra_package``, ``--sdk_container_image``), kibble passes
+  ``--setup_file=<checkout>/setup.py`` and Beam's stager builds an sdist of the
+  checkout for the workers to ``pip install``. That installs kibble's core
+  dependencies only; environment families and RLlib experts need extras, which a
+  worker image provides (README, "Running on Dataflow").
+* the dataset's staging location and output are URLs every worker reaches
+  (``gs://...``); a local output path is refused on Dataflow.
+* expert checkpoints on the launcher's disk are copied next to the staging files
+  (``<staging>/.experts/``) and each worker copies them to its own disk once.
+  Expert cards are read on the launcher (``beam_job.run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.fs as pafs
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+    WorkerOptions,
+)
+
+from kibble.errors import KibbleError
+from kibble.experts.random import RANDOM
+from kibble.experts.scripted import SCRIPTED
+from kibble.pipelines import dataset
+from kibble.pipelines.stages import TaskJob
+
+log = logging.getLogger(__name__)
+
+EXPERTS = ".experts"
+# Runners whose workers run on this machine: nothing to ship.
+_LOCAL_RUNNERS = {r.lower() for r in (*StandardOptions.LOCAL_RUNNERS, "InteractiveRunner")}
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner's class name as Beam resolves it: ``dataflow`` -> ``dataflowrunner``."""
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if not isinstance(runner, str):
+        runner = type(runner).__name__
+    name = runner.rsplit(".", 1)[-1].lower()
+    return name if name.endswith("runner") else name + "runner"
+
+
+def is_remote(options: PipelineOptions) -> bool:
+    return runner_name(options) not in _LOCAL_RUNNERS
+
+
+def says_how_code_reaches_workers(options: PipelineOptions) -> bool:
+    setup = options.view_as(SetupOptions)
+    return bool(
+        setup.setup_file
+        or setup.extra_packages
+        or options.view_as(WorkerOptions).sdk_container_image
+    )
+
+
+def find_setup_file() -> Path:
+    """``setup.py`` of the kibble checkout this code runs from, or of the current directory.
+
+    An editable install links to the checkout; a regular install has none, and then
+    the current directory must be one.
+    """
+    here = Path(__file__).resolve().parents[1]  # <checkout>/pipelines/remote.py
+    for root in dict.fromkeys([here, Path.cwd()]):
+        try:
+            project = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            continue
+        if project == "kibble" and (root / "setup.py").is_file():
+            return root / "setup.py"
+    raise KibbleError(
+        "a remote runner's workers need kibble's code, and no kibble checkout was found "
+        f"(looked in {here} and {Path.cwd()}): run from the repository root, or pass "
+        "--setup_file=PATH/TO/kibble/setup.py, --extra_package=kibble-WHEEL.whl, or "
+        "--sdk_container_image=IMAGE with kibble installed"
+    )
+
+
+def worker_args(args: list[str], output: str) -> list[str]:
+    """Beam arguments for a remote runner: the package for workers, output checked."""
+    options = PipelineOptions(args)
+    if not is_remote(options):
+        return list(args)
+    runner = runner_name(options)
+    if not dataset.is_url(output):
+        message = (
+            f"the output {output} is a local path, which {runner} workers do not share; give "
+            "a URL every worker reaches, e.g. --out gs://BUCKET/datasets/NAME"
+        )
+        if "dataflow" in runner:
+            raise KibbleError(message)
+        log.warning("%s (fine only if the path is a mount every worker sees)", message)
+    if says_how_code_reaches_workers(options):
+        return list(args)
+    setup_file = find_setup_file()
+    log.info("workers get kibble from an sdist of %s", setup_file.parent)
+    return [*args, f"--setup_file={setup_file}"]
+
+
+def _is_checkpoint_path(expert: str) -> bool:
+    return expert not in (RANDOM, SCRIPTED) and not dataset.is_url(expert)
+
+
+def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
+    """Copy local expert checkpoints under ``root/.experts/``; jobs that load them from there.
+
+    Checkpoints missing here are left as they are (a worker image may hold them).
+    """
+    fs, base = dataset.resolve(dataset.join(root, EXPERTS))
+    shipped: dict[str, str] = {}
+    out = {}
+    for job in jobs:
+        local = Path(job.expert)
+        if not _is_checkpoint_path(job.expert) or not local.is_dir():
+            out[job.task] = job
+            continue
+        key = str(local.resolve())
+        if key not in shipped:
+            name = f"{len(shipped):02d}-{local.resolve().name}"
+            pafs.copy_files(
+                key,
+                f"{base}/{name}",
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=fs,
+            )
+            shipped[key] = dataset.join(root, EXPERTS, name)
+        out[job.task] = replace(job, expert=shipped[key])
+    return out
+
+
+def fetch_expert(source: str) -> str:
+    """A local directory holding the expert at ``source``: a URL is copied to local disk."""
+    if not dataset.is_url(source):
+        return source
+    fs, path = dataset.resolve(source)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise KibbleError(f"expert checkpoint {source} does not exist")
+    local = tempfile.mkdtemp(prefix="kibble-expert-")
+    pafs.copy_files(
+        path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+    )
+    log.info("copied expert %s to %s", source, local)
+    return local
