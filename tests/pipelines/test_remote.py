@@ -8,6 +8,7 @@ pyarrow's ``PyFileSystem``, which, like an object store, has no real directories
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -310,8 +311,11 @@ def test_expert_checkpoints_ship_through_the_output_filesystem(tmp_path):
     assert url == f"{staging}/.experts/00-cartpole"
     assert shipped["gym/Acrobot-v1"] == jobs[1] and shipped["gym/Pendulum-v1"] == jobs[2]
     local = Path(remote.fetch_expert(url))
-    assert (local / "checkpoint" / "module.pt").read_bytes() == b"weights"
-    assert (local / "kibble_expert.json").is_file()
+    try:
+        assert (local / "checkpoint" / "module.pt").read_bytes() == b"weights"
+        assert (local / "kibble_expert.json").is_file()
+    finally:
+        shutil.rmtree(local)
     assert remote.fetch_expert("random") == "random"
     with pytest.raises(KibbleError, match="does not exist"):
         remote.fetch_expert(f"file://{tmp_path}/nothing")
