@@ -14,7 +14,6 @@ resumed run draws the same batches.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,16 +23,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
+from kibble.pipelines.dataset import MANIFEST, join, read_manifest
 from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA, read_schema_version
 from kibble.schemas.arrow import list_column_to_numpy
 from kibble.schemas.parquet import filesystem_and_path
 from kibble.schemas.validate import validate_file
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.sequences import Batch, Steps, build_sequence, collate, concat_sequences
+from kibble.trainer.sequences import (
+    Batch,
+    Sequence,
+    Steps,
+    build_sequence,
+    collate,
+    concat_sequences,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 _INDEX_COLUMNS = ["task", "step", "n_observation_tokens", "n_action_tokens"]
 _WINDOW_COLUMNS = ["observation_tokens", "action_tokens", "images", "image_shapes"]
 
@@ -56,26 +62,6 @@ class TaskInfo:
     @property
     def tokens_per_step(self) -> int:
         return self.n_observation_tokens + 1 + self.n_action_tokens
-
-
-def _join(root: str, rel: str) -> str:
-    return f"{root.rstrip('/')}/{rel}"
-
-
-def read_manifest(path: str) -> dict:
-    """The manifest of the dataset at ``path`` (a directory or URL), with a clear error."""
-    fs, root = filesystem_and_path(path)
-    try:
-        with fs.open_input_stream(_join(root, MANIFEST)) as f:
-            return json.loads(f.read().decode())
-    except FileNotFoundError as e:
-        raise KibbleError(
-            f"{path} is not a kibble dataset: it has no {MANIFEST}. Make one with "
-            "`kibble pipeline run CONFIG.yaml` or `kibble rollout TASK ...`, and point the "
-            "mixture's datasets[].path at its output directory"
-        ) from e
-    except (OSError, json.JSONDecodeError) as e:
-        raise KibbleError(f"{_join(path, MANIFEST)} cannot be read: {e}") from e
 
 
 class ParquetFile:
@@ -161,7 +147,7 @@ class MixtureData:
         version = str(manifest.get("schema_version"))
         if version != SCHEMA_VERSION:
             raise KibbleError(
-                f"{_join(path, MANIFEST)} has schema version {version}, but this kibble reads "
+                f"{join(path, MANIFEST)} has schema version {version}, but this kibble reads "
                 f"version {SCHEMA_VERSION}; re-curate the dataset with this kibble"
             )
         data_files = [f for f in manifest.get("files", []) if f["path"].startswith("data/")]
@@ -171,7 +157,7 @@ class MixtureData:
         for entry in data_files:
             if not entry["rows"]:
                 continue
-            url = _join(path, entry["path"])
+            url = join(path, entry["path"])
             _check_data_file(url)
             file_index = len(self.files)
             try:
@@ -268,8 +254,8 @@ class MixtureData:
 
     # -- sampling -----------------------------------------------------------------------------
 
-    def sample_sequence(self) -> tuple:
-        """One training sequence and its task index, drawn with ``self.rng``."""
+    def sample_sequence(self) -> tuple[Sequence, int, str | None]:
+        """One training sequence, its task index and its prompt ("end", "uniform" or None)."""
         rng = self.rng
         d = int(rng.choice(len(self.episodes), p=self.dataset_p))
         ep = self.episodes[d]
@@ -278,16 +264,17 @@ class MixtureData:
         e = int(np.searchsorted(np.cumsum(lengths), rng.integers(lengths.sum()), side="right"))
         task = self.tasks[int(ep["task"][e])]
         n_steps = max(1, self.config.context // task.tokens_per_step)
-        parts = []
+        parts, prompt = [], None
         if n_steps >= 2 and rng.random() < self.config.prompt_fraction:
             p_steps = n_steps // 2
             n_steps -= p_steps
-            parts.append(build_sequence(self._prompt(d, e, p_steps, from_end=rng.random() < 0.5)))
+            prompt = "end" if rng.random() < 0.5 else "uniform"
+            parts.append(build_sequence(self._prompt(d, e, p_steps, from_end=prompt == "end")))
         length = int(lengths[e])
         start = int(rng.integers(max(1, length - n_steps + 1)))
         parts.append(build_sequence(self.episode_steps(d, e, start, min(length, start + n_steps))))
         seq = parts[0] if len(parts) == 1 else concat_sequences(parts)
-        return seq, int(ep["task"][e])
+        return seq, int(ep["task"][e]), prompt
 
     def _prompt(self, dataset: int, episode: int, n_steps: int, from_end: bool) -> Steps:
         """``n_steps`` of another episode of the same task (itself if it is the only one)."""
@@ -319,7 +306,7 @@ class MixtureData:
         raise AssertionError("unreachable: every task has an episode")
 
     def sample_batch(self, batch_size: int) -> Batch:
-        sequences, tasks = zip(*(self.sample_sequence() for _ in range(batch_size)), strict=True)
+        sequences, tasks, _ = zip(*(self.sample_sequence() for _ in range(batch_size)), strict=True)
         return collate(list(sequences), self.config.context, list(tasks))
 
     def rng_state(self) -> dict:

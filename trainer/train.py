@@ -90,8 +90,13 @@ def train(
     config: MixtureConfig,
     run_dir: str | Path,
     on_step: Callable[[StepReport], None] | None = None,
+    on_start: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Train (or resume) a run; returns a summary of what was done."""
+    """Train (or resume) a run; returns a summary of what was done.
+
+    ``on_start`` gets what is about to be trained (once the data and model are ready),
+    ``on_step`` a :class:`StepReport` every ``log_every`` steps.
+    """
     run_dir = Path(run_dir)
     dist = Distributed.from_env()
     device = pick_device(config.device)
@@ -154,6 +159,17 @@ def train(
     writer = _tensorboard(run_dir) if dist.rank == 0 else None
     metrics = open(run_dir / METRICS, "a") if dist.rank == 0 else None  # noqa: SIM115
     deadline = None if config.max_minutes is None else time.monotonic() + 60 * config.max_minutes
+    if on_start is not None and dist.rank == 0:
+        on_start(
+            {
+                "step": step,
+                "parameters": model.num_parameters(),
+                "tasks": [t.name for t in data.tasks],
+                "episodes": data.num_episodes,
+                "timesteps": data.num_steps,
+                "device": str(device),
+            }
+        )
     window_loss, window_fam = [], torch.zeros(len(families), 2, device=device)
     window_tokens, window_start = 0, time.monotonic()
     stopped_early = False

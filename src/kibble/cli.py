@@ -353,15 +353,30 @@ def train(
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=_stderr()) as bar:
-        task = bar.add_task("training", total=config.steps, info="")
+    bar = Progress(*columns, console=_stderr())
+    task = bar.add_task("training", total=config.steps, info="")
 
-        def show(r) -> None:
-            families = " ".join(f"{f} {v:.3f}" for f, v in r.family_loss.items())
-            info = f"loss {r.loss:.3f} ({families}) {r.tokens_per_s:,.0f} tok/s"
-            bar.update(task, completed=r.step, info=info)
+    def start(info: dict) -> None:
+        resuming = f", resuming at step {info['step']}" if info["step"] else ""
+        typer.echo(
+            f"training {info['parameters']:,} parameters on {info['device']}{resuming}: "
+            f"{', '.join(info['tasks'])} ({info['episodes']} episodes, "
+            f"{info['timesteps']:,} timesteps)",
+            err=True,
+        )
+        bar.update(task, completed=info["step"])
+        bar.start()
 
-        summary = run_training(config, out, on_step=show)
+    def show(r) -> None:
+        families = " ".join(f"{f} {v:.3f}" for f, v in r.family_loss.items())
+        info = f"loss {r.loss:.3f} ({families}) {r.tokens_per_s:,.0f} tok/s"
+        bar.update(task, completed=r.step, info=info)
+
+    try:
+        summary = run_training(config, out, on_step=show, on_start=start)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     how = "stopped at --max-minutes" if summary["stopped_early"] else "done"
     typer.echo(
         f"{how}: step {summary['step']}/{summary['steps']}, {summary['tokens']:,} tokens in "

@@ -1,0 +1,170 @@
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from kibble.errors import KibbleError
+from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
+from kibble.trainer.config import DatasetSpec, MixtureConfig
+from kibble.trainer.data import MixtureData
+
+
+def mixture(*paths, **kw) -> MixtureConfig:
+    return MixtureConfig(datasets=[DatasetSpec(str(p)) for p in paths], **kw)
+
+
+def test_windows_are_timestep_aligned_and_train_only_on_actions(cartpole_dataset):
+    data = MixtureData(mixture(cartpole_dataset, context=64, prompt_fraction=0.0))
+    (task,) = data.tasks
+    k = task.tokens_per_step  # CartPole: 4 obs + separator + 1 action
+    assert (task.n_observation_tokens, task.n_action_tokens) == (4, 1)
+    for _ in range(20):
+        seq, t, _ = data.sample_sequence()
+        assert t == 0
+        n = len(seq)
+        assert n % k == 0 and n <= 64
+        tokens = seq.tokens.reshape(-1, k)
+        assert (tokens[:, 4] == SEPARATOR).all()
+        assert np.isin(tokens[:, 5], [0, 1]).all()  # CartPole's actions
+        assert ((tokens[:, :4] >= 32000) & (tokens[:, :4] < 33024)).all()
+        assert (seq.loss_mask.reshape(-1, k) == [0, 0, 0, 0, 0, 1]).all()
+        assert (seq.observation_position.reshape(-1, k) == [1, 2, 3, 4, 0, 0]).all()
+        assert (seq.action_position.reshape(-1, k) == [0, 0, 0, 0, 0, 1]).all()
+
+
+def test_windows_match_the_stored_episode(cartpole_dataset):
+    data = MixtureData(mixture(cartpole_dataset, context=60, prompt_fraction=0.0))
+    table = pq.read_table(next((cartpole_dataset / "data").rglob("*.parquet")))
+    rows = {
+        (r["episode_id"], r["step"]): r["observation_tokens"] + [SEPARATOR] + r["action_tokens"]
+        for r in table.to_pylist()
+    }
+    stream = {}
+    for ep_id in table["episode_id"].unique().to_pylist():
+        steps = sorted(s for e, s in rows if e == ep_id)
+        stream[ep_id] = [tok for s in steps for tok in rows[(ep_id, s)]]
+    for _ in range(10):
+        seq, _, _ = data.sample_sequence()
+        # Every window is a contiguous piece of one episode's token stream.
+        assert any(_contains(episode, seq.tokens.tolist()) for episode in stream.values()), (
+            "a window that is not a slice of an episode"
+        )
+
+
+def _contains(haystack: list, needle: list) -> bool:
+    n = len(needle)
+    return any(haystack[i : i + n] == needle for i in range(0, len(haystack) - n + 1, 6))
+
+
+def test_a_quarter_of_sequences_are_prompted_half_from_the_end(cartpole_dataset):
+    data = MixtureData(mixture(cartpole_dataset, context=120))
+    kinds = Counter(data.sample_sequence()[2] for _ in range(1000))
+    assert 0.21 < (kinds["end"] + kinds["uniform"]) / 1000 < 0.29
+    assert 0.35 < kinds["end"] / (kinds["end"] + kinds["uniform"]) < 0.65
+
+
+def test_a_prompt_from_the_end_is_an_episode_end(cartpole_dataset):
+    data = MixtureData(mixture(cartpole_dataset, context=60, prompt_fraction=1.0))
+    seq, _, kind = data.sample_sequence()
+    while kind != "end":
+        seq, _, kind = data.sample_sequence()
+    prompt = seq.tokens[:30].reshape(5, 6)  # 10 timesteps fit: 5 of prompt, 5 of window
+    ends = set()
+    for ep in range(data.num_episodes):
+        length = int(data.episodes[0]["length"][ep])
+        steps = data.episode_steps(0, ep, max(0, length - 5), length)
+        ends.add(steps.observation_tokens.tobytes())
+    assert prompt[:, :4].astype(np.int32).tobytes() in ends
+
+
+def test_image_patches_fill_the_placeholders(procgen_dataset):
+    data = MixtureData(mixture(procgen_dataset, context=18 * 4, prompt_fraction=0.0))
+    batch = data.sample_batch(3)
+    placeholders = np.flatnonzero(batch.tokens.reshape(-1) == IMAGE_PATCH)
+    assert len(placeholders) == len(batch.patches) > 0
+    assert (batch.patch_index == placeholders).all()
+    assert batch.patches.shape[1:] == (16, 16, 3) and batch.patches.dtype == np.uint8
+    assert (batch.patch_rows[:, 0] < batch.patch_rows[:, 1]).all()
+    assert batch.patch_rows.max() <= 128 and batch.patch_cols.max() <= 128
+    # Patches are the stored pixels: a 64x64 frame is 16 patches in raster order.
+    table = pq.read_table(next((procgen_dataset / "data").rglob("*.parquet")))
+    frame = np.frombuffer(table["images"][0][0].as_py(), np.uint8).reshape(64, 64, 3)
+    stored = {
+        frame[r : r + 16, c : c + 16].tobytes() for r in range(0, 64, 16) for c in range(0, 64, 16)
+    }
+    assert len(stored) > 1
+
+
+def test_the_row_group_cache_stays_bounded(cartpole_dataset):
+    data = MixtureData(mixture(cartpole_dataset, context=64, cache_row_groups=1))
+    for _ in range(50):
+        data.sample_sequence()
+    assert len(data._cache) <= 1
+
+
+def test_same_seed_same_batches(cartpole_dataset):
+    a = MixtureData(mixture(cartpole_dataset, context=64, seed=3)).sample_batch(4)
+    b = MixtureData(mixture(cartpole_dataset, context=64, seed=3)).sample_batch(4)
+    assert (a.tokens == b.tokens).all() and (a.loss_mask == b.loss_mask).all()
+
+
+def test_a_path_that_is_not_a_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(KibbleError, match=r"has no manifest\.json"):
+        MixtureData(mixture(tmp_path / "nothing"))
+
+
+def test_files_of_another_schema_version_are_named(cartpole_dataset, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(cartpole_dataset, copy)
+    path = next((copy / "data").rglob("*.parquet"))
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    meta[b"kibble.schema_version"] = b"0"
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    with pytest.raises(KibbleError, match=rf"{path.name}.*schema version '0'"):
+        MixtureData(mixture(copy))
+
+
+def test_a_corrupt_parquet_file_is_named(cartpole_dataset, tmp_path):
+    copy = tmp_path / "corrupt"
+    shutil.copytree(cartpole_dataset, copy)
+    path = next((copy / "data").rglob("*.parquet"))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(KibbleError, match=path.name):
+        MixtureData(mixture(copy))
+
+
+def test_tasks_whose_spaces_disagree_are_an_error(cartpole_dataset, tmp_path):
+    # Another dataset claiming the same task with a different observation size.
+    copy = tmp_path / "other"
+    shutil.copytree(cartpole_dataset, copy)
+    path = next((copy / "data").rglob("*.parquet"))
+    table = pq.read_table(path)
+    n_obs = table.column("n_observation_tokens").to_numpy() + 1
+    table = table.set_column(
+        table.schema.get_field_index("n_observation_tokens"),
+        table.schema.field("n_observation_tokens"),
+        [n_obs.astype(np.int32)],
+    )
+    pq.write_table(table, path)
+    with pytest.raises(KibbleError, match="spaces disagree"):
+        MixtureData(mixture(cartpole_dataset, copy))
+
+
+def test_a_dataset_with_no_kept_episodes_is_an_error(cartpole_dataset, tmp_path):
+    copy = tmp_path / "empty"
+    shutil.copytree(cartpole_dataset, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for f in manifest["files"]:
+        f["rows"] = 0
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KibbleError, match="no kept episodes"):
+        MixtureData(mixture(copy))
+
+
+def test_a_timestep_longer_than_the_context_is_an_error(procgen_dataset):
+    with pytest.raises(KibbleError, match="more than the context"):
+        MixtureData(mixture(procgen_dataset, context=10))
