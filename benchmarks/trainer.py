@@ -1,0 +1,166 @@
+"""Loader speed vs what training consumes, and the trainer's tokens/s, in one run.
+
+    python benchmarks/trainer.py [--dataset DIR ...] [--model tiny] [--seconds 30]
+
+Without ``--dataset`` it curates a small mixture first (random CartPole and the scripted
+Meta-World reach, plus random Procgen coinrun for images) with ``kibble.pipelines.local``.
+
+Measured side by side on this machine, same mixture, same batch size and context:
+
+- loader: sequences/s of ``MixtureData.sample_batch`` alone (read Parquet row groups,
+  cut windows, prompts, patches, collate);
+- training: sequences/s the model's training steps consume (forward, backward, AdamW),
+  with batches built in the loop as ``kibble train`` does, and tokens/s;
+- the ratio loader / training (target >= 10x: the loader never holds training up);
+- on a CUDA GPU, also the 79M model's tokens/s and model FLOPs utilization (bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kibble.pipelines.local import curate
+from kibble.pipelines.stages import TaskJob
+from kibble.trainer.config import MODEL_SIZES, DatasetSpec, MixtureConfig
+from kibble.trainer.data import MixtureData
+from kibble.trainer.model import Gato
+from kibble.trainer.train import pick_device
+
+# Dense bf16 peak of the GPUs this project is lent, in TFLOP/s (vendor data sheets).
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def make_mixture(root: Path) -> list[Path]:
+    jobs = [
+        ("cartpole", TaskJob("gym/CartPole-v1", "random", 40)),
+        ("reach", TaskJob("metaworld/reach-v3", "scripted", 6)),
+        ("coinrun", TaskJob("procgen/coinrun", "random", 4, max_steps=100)),
+    ]
+    out = []
+    for name, job in jobs:
+        curate(name, [job], root / name, fraction=0.05)
+        out.append(root / name)
+    return out
+
+
+def loader_rate(config: MixtureConfig, seconds: float) -> float:
+    data = MixtureData(config)
+    data.sample_batch(config.batch_size)  # warm the row-group cache, as a run does
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        data.sample_batch(config.batch_size)
+        n += config.batch_size
+    return n / (time.perf_counter() - start)
+
+
+def flops_per_token(model: Gato, context: int) -> float:
+    """6N for the matrices (forward + backward) plus attention's 12 * layers * width * T."""
+    cfg = model.cfg
+    n = model.num_parameters(embeddings=False)
+    return 6 * n + 12 * cfg.layers * cfg.width * context
+
+
+def training_rate(config: MixtureConfig, seconds: float, device: torch.device) -> dict:
+    data = MixtureData(config)
+    model = Gato(config.model).to(device)
+    opt = torch.optim.AdamW(model.optimizer_groups(0.1), lr=1e-4, betas=(0.9, 0.95))
+    net = torch.compile(model) if device.type == "cuda" else model
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
+
+    def step() -> int:
+        batch = data.sample_batch(config.batch_size).to_torch(device)
+        with autocast:
+            loss, _ = net(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return int(batch["lengths"].sum())
+
+    for _ in range(3):  # warm-up (and compilation on a GPU)
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    steps = tokens = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        tokens += step()
+        steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return {
+        "steps_per_s": steps / elapsed,
+        "sequences_per_s": steps * config.batch_size / elapsed,
+        "tokens_per_s": tokens / elapsed,
+        "flops_per_token": flops_per_token(model, config.context),
+        "parameters": model.num_parameters(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", action="append", type=Path, help="curated dataset(s)")
+    parser.add_argument("--model", default="tiny", choices=sorted(MODEL_SIZES))
+    parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = args.dataset or make_mixture(Path(tmp))
+        config = MixtureConfig(
+            datasets=[DatasetSpec(str(p)) for p in paths],
+            model=MODEL_SIZES[args.model],
+            model_name=args.model,
+            context=args.context,
+            batch_size=args.batch_size,
+        )
+        loader = loader_rate(config, args.seconds)
+        cpu = training_rate(config, args.seconds, torch.device("cpu"))
+        print(f"mixture: {', '.join(str(p) for p in paths)}")
+        print(f"context {config.context}, batch {config.batch_size}, model {args.model} (CPU)")
+        print(f"loader:   {loader:10.1f} sequences/s")
+        print(
+            f"training: {cpu['sequences_per_s']:10.1f} sequences/s, "
+            f"{cpu['tokens_per_s']:,.0f} tokens/s, {cpu['steps_per_s']:.2f} steps/s, "
+            f"{cpu['parameters']:,} parameters"
+        )
+        print(f"loader / training: {loader / cpu['sequences_per_s']:.1f}x (target >= 10x)")
+        if torch.cuda.is_available():
+            gpu_cfg = MixtureConfig(
+                datasets=config.datasets,
+                model=MODEL_SIZES["79m"],
+                model_name="79m",
+                context=1024,
+                batch_size=32,
+            )
+            gpu = training_rate(gpu_cfg, args.seconds, torch.device("cuda"))
+            name = torch.cuda.get_device_name()
+            peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+            achieved = gpu["tokens_per_s"] * gpu["flops_per_token"] / 1e12
+            mfu = f"{100 * achieved / peak:.1f}% of {peak:.0f}" if peak else "peak unknown"
+            print(
+                f"79m on {name}: {gpu['tokens_per_s']:,.0f} tokens/s, {achieved:.1f} TFLOP/s "
+                f"(MFU {mfu} TFLOP/s bf16), context 1024, batch 32"
+            )
+            gpu_loader = loader_rate(gpu_cfg, args.seconds)
+            print(
+                f"loader at context 1024, batch 32: {gpu_loader:.1f} sequences/s = "
+                f"{gpu_loader / gpu['sequences_per_s']:.1f}x the 79m's consumption"
+            )
+        else:
+            print("no CUDA GPU here: the 79m tokens/s and MFU lines need one")
+
+
+if __name__ == "__main__":
+    main()
