@@ -30,7 +30,6 @@ from kibble.pipelines.stages import TaskJob
 from kibble.trainer.config import MODEL_SIZES, DatasetSpec, MixtureConfig
 from kibble.trainer.data import MixtureData
 from kibble.trainer.model import Gato
-from kibble.trainer.train import pick_device
 
 # Dense bf16 peak of the GPUs this project is lent, in TFLOP/s (vendor data sheets).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.pipelines.filtering import DEFAULT_FRACTION
 from kibble.pipelines.stages import TaskJob
+from kibble.yaml_file import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +68,7 @@ def _want(path: Path, where: str, value: Any, kind: type | tuple, what: str) -> 
 def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
     """Read and check a dataset config; ``output`` overrides the file's."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError as e:
-        raise KibbleError(f"config file {path} does not exist") from e
-    except yaml.YAMLError as e:
-        raise KibbleError(f"{path} is not valid YAML: {e}") from e
+    raw = read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise KibbleError(f"{path}: expected a mapping of settings (name, output, tasks, ...)")
     name = _want(path, "name", raw.get("name", path.stem), str, "a string")

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kibble.errors import KibbleError
+from kibble.yaml_file import read_yaml
 
 
 @dataclass(frozen=True)
@@ -228,12 +227,7 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
 def load_mixture(path: str | Path, overrides: dict[str, Any] | None = None) -> MixtureConfig:
     """Read and check a mixture file; ``overrides`` replace top-level keys (e.g. steps)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError as e:
-        raise KibbleError(f"mixture file {path} does not exist") from e
-    except yaml.YAMLError as e:
-        raise KibbleError(f"{path} is not valid YAML: {e}") from e
+    raw = read_yaml(path, "mixture file")
     if isinstance(raw, dict):
         raw = {**raw, **(overrides or {})}
         # Relative dataset paths are relative to the working directory, as a dataset
