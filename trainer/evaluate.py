@@ -34,6 +34,7 @@ from kibble.trainer.config import MixtureConfig
 from kibble.trainer.data import MixtureData
 from kibble.trainer.model import Gato
 from kibble.trainer.scores import normalized_score, score_chart, score_table, summarize
+from kibble.trainer.sequences import Sequence as SequenceArrays
 from kibble.trainer.sequences import Steps, build_sequence, collate, concat_sequences
 
 log = logging.getLogger(__name__)
@@ -130,29 +131,37 @@ class GatoPolicy:
         act = np.zeros((1, self.tokenizer.n_action_tokens), np.int32)
         return Steps(obs, act, self.tokenizer.observation.images(batch))
 
+    def _context(self, slot: int, current: Steps) -> SequenceArrays:
+        """Prompt, the last timesteps of the episode, then the current observation."""
+        keep = self.history_steps - 1
+        past = self.history[slot][len(self.history[slot]) - keep :] if keep else []
+        prompt = [self.prompts[slot]] if self.prompts[slot] is not None else []
+        return concat_sequences([build_sequence(p) for p in [*prompt, *past, current]])
+
     @torch.no_grad()
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
         current = [self._current(o) for o in observations]
         n_act = self.tokenizer.n_action_tokens
-        for j, (lo, hi) in enumerate(self.ranges):
-            seqs = []
-            for slot, cur in zip(slots, current, strict=True):
-                past = (
-                    self.history[slot][-(self.history_steps - 1) :]
-                    if self.history_steps > 1
-                    else []
-                )
-                parts = ([self.prompts[slot]] if self.prompts[slot] is not None else []) + past
-                seqs.append(concat_sequences([build_sequence(p) for p in [*parts, cur]]))
-            length = max(len(s) for s in seqs)
-            batch = collate(seqs, length, [0] * len(seqs)).to_torch(self.device)
-            h = self.run.model.hidden(batch)  # (B, L, D)
-            # The token before action token j predicts it: position len - n_act - 1 + j.
-            pos = torch.tensor([len(s) - n_act - 1 + j for s in seqs], device=self.device)
-            logits = self.run.model.logits(h[torch.arange(len(seqs)), pos])  # (B, V)
-            choice = logits[:, lo:hi].argmax(-1) + lo  # (B,)
-            for cur, token in zip(current, choice.tolist(), strict=True):
-                cur.action_tokens[0, j] = token
+        contexts = [self._context(slot, cur) for slot, cur in zip(slots, current, strict=True)]
+        # Sequences of one length run together (no padding, so a key/value cache serves the
+        # action tokens after the first); slots that started their episodes together match.
+        by_length: dict[int, list[int]] = {}
+        for i, seq in enumerate(contexts):
+            by_length.setdefault(len(seq), []).append(i)
+        for length, members in by_length.items():
+            cut = length - n_act  # up to the separator: the input that predicts action 0
+            batch = collate([contexts[i] for i in members], cut, [0] * len(members))
+            h, cache = self.run.model.prefill(batch.to_torch(self.device))
+            h = h[:, -1]  # (B, D)
+            for j, (lo, hi) in enumerate(self.ranges):
+                logits = self.run.model.logits(h)  # (B, V)
+                choice = logits[:, lo:hi].argmax(-1) + lo  # (B,) the legal id most likely
+                for i, token in zip(members, choice.tolist(), strict=True):
+                    current[i].action_tokens[0, j] = token
+                if j + 1 < n_act:  # feed action token j (local action position j + 1)
+                    position = torch.full((len(members), 1), j + 1, device=self.device)
+                    out, cache = self.run.model.extend(choice[:, None], position, cache)
+                    h = out[:, -1]
         actions = []
         for slot, cur in zip(slots, current, strict=True):
             self.history[slot].append(cur)

@@ -78,6 +78,9 @@ class PatchEmbedding(nn.Module):
         return torch.div(lo + hi - 1, 2, rounding_mode="floor")  # rounded mean of [lo, hi)
 
 
+KV = tuple[torch.Tensor, torch.Tensor]  # a layer's cached keys and values, (B, nh, T, hs)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -86,15 +89,22 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.width, cfg.width)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """Attention over ``x`` (B, T, D), after the cached keys and values ``past`` if any."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)  # each (B, T, D)
         q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        if past is not None:  # decoding: the new tokens see everything before them
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         # (B, nh, T, hs); padding sits at the right end, so causality alone keeps it out
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            is_causal=past is None,
+            dropout_p=self.dropout if self.training else 0.0,
         )
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d)), (k, v)  # (B, T, D)
 
 
 class MLP(nn.Module):
@@ -116,9 +126,10 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.width)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        y, kv = self.attn(self.ln1(x), past)
+        x = x + y
+        return x + self.mlp(self.ln2(x)), kv
 
 
 def continuous_bin_features(width: int) -> torch.Tensor:
@@ -175,8 +186,8 @@ class Gato(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n if embeddings else n - self.embed.weight.numel()
 
-    def hidden(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The final hidden states (B, L, D) of a batch (see module docstring)."""
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token, patch and local position embeddings (B, L, D) of a batch."""
         tokens = batch["tokens"]  # (B, L)
         b, t = tokens.shape
         x = self.embed(tokens)  # (B, L, D)
@@ -186,10 +197,37 @@ class Gato(nn.Module):
             x = x.view(b, t, -1)  # (B, L, D)
         obs_pos = batch["observation_position"].clamp_max(self.cfg.max_observation_tokens)
         act_pos = batch["action_position"].clamp_max(self.cfg.max_action_tokens)
-        x = self.drop(x + self.observation_position(obs_pos) + self.action_position(act_pos))
+        return x + self.observation_position(obs_pos) + self.action_position(act_pos)
+
+    def hidden(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The final hidden states (B, L, D) of a batch (see module docstring)."""
+        x = self.drop(self._inputs(batch))
         for block in self.blocks:
-            x = block(x)
+            x, _ = block(x)
         return self.ln_f(x)
+
+    @torch.no_grad()
+    def prefill(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[KV]]:
+        """Acting: hidden states (B, L, D) of equal-length sequences and their key/value cache."""
+        x = self._inputs(batch)
+        cache = []
+        for block in self.blocks:
+            x, kv = block(x)
+            cache.append(kv)
+        return self.ln_f(x), cache
+
+    @torch.no_grad()
+    def extend(
+        self, tokens: torch.Tensor, action_position: torch.Tensor, cache: list[KV]
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """Acting: append one action token per sequence (B, 1); its hidden state (B, 1, D)."""
+        pos = action_position.clamp_max(self.cfg.max_action_tokens)
+        x = self.embed(tokens) + self.action_position(pos)  # (B, 1, D)
+        new = []
+        for block, past in zip(self.blocks, cache, strict=True):
+            x, kv = block(x, past)
+            new.append(kv)
+        return self.ln_f(x), new
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: (loss, per-sequence loss sums and counts (B, 2)) on action tokens."""

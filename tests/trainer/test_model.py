@@ -80,3 +80,22 @@ def test_gato_sizes_match_the_paper():
         assert (cfg.layers, cfg.heads, cfg.width, cfg.ff) == (layers, heads, width, ff)
     n = Gato(MODEL_SIZES["79m"]).num_parameters()
     assert 70e6 < n < 110e6  # the transformer's 57M plus embeddings and the patch ResNet
+
+
+def test_decoding_with_the_cache_equals_running_the_whole_sequence():
+    torch.manual_seed(0)
+    model = Gato(CFG).eval()
+    steps = Steps(
+        np.array([[32100, 32200, 32300]] * 3, np.int32),
+        np.array([[32010, 32500, 33000]] * 3, np.int32),  # three action tokens a step
+    )
+    seq = build_sequence(steps)
+    full = collate([seq, seq], len(seq), [0, 0]).to_torch()
+    h_full = model.hidden(full)  # (2, 21, D)
+    prefix = collate([seq, seq], len(seq) - 3, [0, 0]).to_torch()  # up to the last separator
+    h, cache = model.prefill(prefix)
+    assert torch.allclose(h, h_full[:, :-3], atol=1e-5)
+    for j in range(2):  # feed action tokens 0 and 1 of the last step
+        token = full["tokens"][:, -3 + j : -2 + j]
+        out, cache = model.extend(token, torch.full((2, 1), j + 1), cache)
+        assert torch.allclose(out[:, 0], h_full[:, -3 + j], atol=1e-5)
