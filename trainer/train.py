@@ -148,8 +148,11 @@ def train(
     use_compile = config.compile if config.compile is not None else device.type == "cuda"
     net: torch.nn.Module = torch.compile(model) if use_compile else model
     if dist.world > 1:
+        # A batch without images leaves the patch embedding unused on that rank.
         net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
+            net,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
         )
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()

@@ -8,12 +8,14 @@ keeps its traceback. Commands whose stage has not landed yet say so and exit 1.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from kibble.demo import Display
 from kibble.errors import KibbleError
 
 app = typer.Typer(
@@ -178,6 +180,10 @@ def expert_eval(
             help="Sample an RLlib expert's actions (seeded per episode) instead of greedy.",
         ),
     ] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Cut episodes at this many steps (as the dataset does)."),
+    ] = None,
 ) -> None:
     """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""
     from rich.progress import Progress
@@ -192,7 +198,9 @@ def expert_eval(
     with Progress(console=_stderr()) as bar:
         label = expert if expert == "random" else f"{expert} and random"
         job = bar.add_task(f"evaluating {label}", total=total)
-        card = make_card(task, expert, episodes, seed, num_envs, lambda _: bar.advance(job), sample)
+        card = make_card(
+            task, expert, episodes, seed, num_envs, lambda _: bar.advance(job), sample, max_steps
+        )
     write_card(card, out)
     sr = "" if card.success_rate is None else f", success rate {card.success_rate:.2f}"
     typer.echo(
@@ -377,6 +385,8 @@ def train(
     finally:
         if bar.live.is_started:
             bar.stop()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
     how = "stopped at --max-minutes" if summary["stopped_early"] else "done"
     typer.echo(
         f"{how}: step {summary['step']}/{summary['steps']}, {summary['tokens']:,} tokens in "
@@ -422,37 +432,111 @@ def eval_(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("kibble-out/demo"),
-    episodes: Annotated[int, typer.Option(help="Random CartPole episodes to roll out.")] = 20,
-    seed: Annotated[
-        int, typer.Option(min=0, help="Base seed (episode i resets with seed + i).")
-    ] = 0,
+    short: Annotated[
+        bool,
+        typer.Option("--short", help="Tiny sizes at every stage (CI): about two minutes."),
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Redo every stage, even those already done.")
+    ] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Base seed of every stage.")] = 0,
 ) -> None:
-    """Run the main job end to end on embedded defaults.
+    """Run the main job end to end: experts -> cards -> dataset -> generalist -> report.
 
-    For now: random CartPole episodes -> Gato tokens -> raw and tokenized Parquet ->
-    read back, schema-validated, actions decoded and checked -> summary.json.
+    Trains an RLlib expert for gym/CartPole-v1; uses Meta-World's scripted experts
+    (reach, drawer-close) and random ones for procgen/starpilot and atari/Pong; writes
+    expert cards; curates a dataset with the Beam job (local runner); trains a tiny
+    Gato on it; evaluates it against the cards; writes OUT/report.md with plots.
+    Under 20 minutes on 2 CPU cores. A rerun reuses what exists (unless --fresh).
     """
-    from rich.progress import track
+    import time
 
-    from kibble.demo import DemoConfig, run_demo
+    from kibble.demo import PRESETS, duration
 
-    if out.exists() and not out.is_dir():
-        raise KibbleError(f"--out {out} is a file; give a directory")
+    config = PRESETS["short" if short else "default"](out)
+    config.seed, config.fresh = seed, fresh
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)  # worker chatter, not news
+    started = time.monotonic()
+    with _DemoDisplay() as display:
+        from kibble.demo import run_demo
 
-    summary = run_demo(
-        DemoConfig(out=out, episodes=episodes, seed=seed),
-        progress=lambda it, total: track(it, total=total, description="rollout + tokenize + write"),
-    )
+        results = run_demo(config, display)
+    reused = sum(r.reused for r in results)
     typer.echo(
-        f"{summary.task}: {summary.episodes} episodes, {summary.steps} steps, "
-        f"{summary.tokens} tokens ({summary.tokens_per_step:.0f} per step)\n"
-        f"return mean {summary.return_mean:.1f} (min {summary.return_min:.0f}, "
-        f"max {summary.return_max:.0f})\n"
-        f"tokenized Parquet {summary.tokenized_bytes} bytes in {summary.row_groups} row "
-        f"group(s), raw {summary.raw_bytes} bytes, schema version {summary.schema_version}\n"
-        f"read back with pyarrow, validated, actions decoded from tokens match\n"
-        f"wrote {out / 'summary.json'}"
+        f"demo done in {duration(time.monotonic() - started)} "
+        f"({reused} of {len(results)} stages reused); report: {out / 'report.md'}"
     )
+
+
+class _DemoDisplay(Display):
+    """The demo's progress drawn with rich: a bar per piece of work, a line per stage.
+
+    While a stage runs, file descriptors 1 and 2 point at its log file (``stage_output``),
+    so what libraries and Beam's worker processes print stays out of the way; the bars
+    and the stage lines go to a copy of the real stderr taken before.
+    """
+
+    def __enter__(self) -> _DemoDisplay:
+        import os
+
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._stderr = os.fdopen(os.dup(2), "w", buffering=1)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=Console(file=self._stderr),
+            transient=True,
+            redirect_stdout=False,  # a stage's prints go to its log, not over the bars
+            redirect_stderr=False,
+        )
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+        self._stderr.close()
+
+    def bar(self, description: str, total: float | None):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def managed():
+            task = self.progress.add_task(description, total=total, info="")
+
+            def update(completed=None, advance=None, info=None) -> None:
+                fields = {} if info is None else {"info": info}
+                self.progress.update(task, completed=completed, advance=advance, **fields)
+
+            try:
+                yield update
+            finally:
+                self.progress.remove_task(task)
+
+        return managed()
+
+    def stage_done(self, number: int, result) -> None:
+        from kibble.demo import STAGES, duration
+
+        took = duration(result.seconds)
+        self._print(f"[{number}/{len(STAGES)}] {result.stage}: {result.summary} ({took})")
+        for line in result.details:
+            self._print(f"    {line}")
+
+    def note(self, line: str) -> None:
+        self._print(f"    {line}")
+
+    def _print(self, line: str) -> None:
+        self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    def stage_output(self, log: Path):
+        from kibble.demo import output_to
+
+        return output_to(log)
 
 
 def main() -> None:
