@@ -62,6 +62,8 @@ class ExpertCard:
     random_success_rate: float | None
     length_mean: float
     versions: dict[str, str]
+    max_steps: int | None = None
+    """Episodes were cut at this many steps (None: played to their end)."""
     card_version: str = CARD_VERSION
 
     def to_json(self) -> str:
@@ -98,11 +100,12 @@ def evaluate(
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
     sample: bool = False,
+    max_steps: int | None = None,
 ) -> list[Episode]:
     """Roll ``source`` out for ``episodes`` episodes on seeds ``seed .. seed + episodes - 1``."""
     task = get_task(task_id)
     policy = load_expert(task, source, *task.spaces(), sample)
-    return evaluate_policy(task_id, policy, episodes, seed, num_envs, on_episode)
+    return evaluate_policy(task_id, policy, episodes, seed, num_envs, on_episode, max_steps)
 
 
 def evaluate_policy(
@@ -112,14 +115,21 @@ def evaluate_policy(
     seed: int = 0,
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
+    max_steps: int | None = None,
 ) -> list[Episode]:
-    """Roll any batched ``policy`` out on seeds ``seed .. seed + episodes - 1``, in seed order."""
+    """Roll any batched ``policy`` out on seeds ``seed .. seed + episodes - 1``, in seed order.
+
+    ``max_steps`` cuts episodes there (as a dataset config's ``max_steps`` does).
+    """
     if episodes < 1:
         raise KibbleError(f"--episodes must be at least 1, got {episodes}")
+    if max_steps is not None and max_steps < 1:
+        raise KibbleError(f"--max-steps must be at least 1, got {max_steps}")
     task = get_task(task_id)
     jobs = [EpisodeJob(f"{task_id}#eval#{seed + i}", seed + i) for i in range(episodes)]
     out = []
-    for episode in run_episodes(task.make, policy, jobs, task_id, num_envs=num_envs):
+    episodes_run = run_episodes(task.make, policy, jobs, task_id, num_envs, max_steps)
+    for episode in episodes_run:
         out.append(episode)
         if on_episode:
             on_episode(episode)
@@ -134,13 +144,17 @@ def make_card(
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
     sample: bool = False,
+    max_steps: int | None = None,
 ) -> ExpertCard:
-    """Measure ``source`` (greedy, or sampled with ``sample``) and the random policy."""
-    expert = evaluate(task_id, source, episodes, seed, num_envs, on_episode, sample)
+    """Measure ``source`` (greedy, or sampled with ``sample``) and the random policy.
+
+    ``max_steps``: cut every episode there, to match a dataset whose episodes are cut.
+    """
+    expert = evaluate(task_id, source, episodes, seed, num_envs, on_episode, sample, max_steps)
     rand = (
         expert
         if source == RANDOM
-        else evaluate(task_id, RANDOM, episodes, seed, num_envs, on_episode)
+        else evaluate(task_id, RANDOM, episodes, seed, num_envs, on_episode, max_steps=max_steps)
     )
     return ExpertCard(
         task=task_id,
@@ -154,6 +168,7 @@ def make_card(
         random_success_rate=_success_rate(rand),
         length_mean=float(np.mean([e.length for e in expert])),
         versions=package_versions(),
+        max_steps=max_steps,
     )
 
 

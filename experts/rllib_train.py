@@ -231,10 +231,13 @@ def train_expert(
 
     torch.set_num_threads(cfg.torch_threads)
     if not ray.is_initialized():
+        # Ray's own INFO and WARNING lines at start-up (local instance started, token
+        # authentication, ...) are not about the expert; errors still show.
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if cfg.ray_address:
-            ray.init(address=cfg.ray_address, log_to_driver=False)
+            ray.init(address=cfg.ray_address, **quiet)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     try:
         algo = config.build_algo()
     except ValueError as e:  # RLlib's validation of the settings (e.g. a bad --set value)

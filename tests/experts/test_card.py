@@ -42,3 +42,10 @@ def test_bad_card_files_are_clear_errors(tmp_path):
 def test_episodes_must_be_positive():
     with pytest.raises(KibbleError, match="at least 1"):
         make_card("gym/CartPole-v1", "random", episodes=0)
+
+
+def test_card_episodes_can_be_cut_to_match_a_dataset(tmp_path):
+    card = make_card("gym/CartPole-v1", "random", episodes=3, seed=0, max_steps=5)
+    assert card.max_steps == 5 and card.length_mean == 5
+    write_card(card, tmp_path / "c.json")
+    assert read_card(tmp_path / "c.json").max_steps == 5

@@ -85,6 +85,13 @@ def test_expert_card_from_the_checkpoint(expert_dir, tmp_path):
     assert card["expert_return"]["min"] >= 1
 
 
+def test_checkpoint_loads_from_a_relative_path(expert_dir, monkeypatch):
+    monkeypatch.chdir(expert_dir.parent)  # RLlib itself takes only absolute paths (URIs)
+    obs_space, act_space = get_task("gym/CartPole-v1").spaces()
+    policy = load_rllib_policy(Path(expert_dir.name), obs_space, act_space)
+    assert len(policy.act([obs_space.sample()], [0])) == 1
+
+
 def test_checkpoint_of_other_spaces_is_refused(expert_dir):
     task = get_task("gym/Acrobot-v1")
     with pytest.raises(KibbleError, match="trained on another observation space"):
