@@ -434,7 +434,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("kibble-out/demo"),
     short: Annotated[
         bool,
-        typer.Option("--short", help="Tiny sizes at every stage (CI): about two minutes."),
+        typer.Option("--short", help="Tiny sizes at every stage (CI): about a minute."),
     ] = False,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Redo every stage, even those already done.")
@@ -533,10 +533,10 @@ class _DemoDisplay(Display):
     def _print(self, line: str) -> None:
         self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    def stage_output(self, log: Path):
+    def stage_output(self, log_file: Path):
         from kibble.demo import output_to
 
-        return output_to(log)
+        return output_to(log_file)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ every stage can be rerun by hand with the command it stands for:
     OUT/report.json         the same numbers, and each stage's wall time
 
 Two presets: :func:`default_config` (under 20 minutes on 2 CPU cores) and
-:func:`short_config` (CI: every stage at tiny sizes, about two minutes).
+:func:`short_config` (CI: every stage at tiny sizes, about a minute).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def default_config(out: Path = Path("kibble-out/demo")) -> DemoConfig:
 
 
 def short_config(out: Path = Path("kibble-out/demo")) -> DemoConfig:
-    """Every stage at tiny sizes (CI): seconds per stage, about two minutes in all."""
+    """Every stage at tiny sizes (CI): seconds per stage, about a minute in all."""
     tasks = (
         DemoTask("gym/CartPole-v1", RLLIB, episodes=6, card_episodes=2, eval_episodes=1),
         DemoTask("metaworld/reach-v3", "scripted", episodes=2, card_episodes=1, eval_episodes=1),
@@ -202,10 +202,10 @@ class Display:
     def note(self, line: str) -> None:
         """A line worth showing while a stage runs (what is about to be trained...)."""
 
-    def stage_output(self, log: Path) -> AbstractContextManager:
-        """Where the stage's own output goes: here, unchanged. The CLI sends it to ``log``
-        with :func:`output_to`, so library banners and Beam workers' logging do not
-        scroll over its progress bars."""
+    def stage_output(self, log_file: Path) -> AbstractContextManager:
+        """Where the stage's own output goes: here, unchanged. The CLI sends it to
+        ``log_file`` with :func:`output_to`, so library banners and Beam workers' logging
+        do not scroll over its progress bars."""
         return nullcontext()
 
 
