@@ -170,7 +170,9 @@ class GatoPolicy:
         return actions
 
 
-def _baselines(run: LoadedRun, task: str, episodes: int, seed: int, card: Path | None) -> tuple:
+def _baselines(
+    run: LoadedRun, task: str, episodes: int, seed: int, card: Path | None, max_steps: int | None
+) -> tuple:
     """(expert return, random return, where they came from) for the score."""
     if card is not None:
         c = read_card(card)
@@ -187,7 +189,8 @@ def _baselines(run: LoadedRun, task: str, episodes: int, seed: int, card: Path |
     if rand is None:
         # The manifest used Gato's windowed rule, which needs no random policy; measure it
         # on the evaluation's own seeds.
-        returns = [e.episode_return for e in evaluate(task, RANDOM, episodes, seed)]
+        randoms = evaluate(task, RANDOM, episodes, seed, max_steps=max_steps)
+        returns = [e.episode_return for e in randoms]
         rand, source = float(np.mean(returns)), "manifest expert; random measured on eval seeds"
     return float(expert), float(rand), source
 
@@ -200,11 +203,15 @@ def evaluate_task(
     num_envs: int = 4,
     card: Path | None = None,
     on_episode: Callable[[Episode], None] | None = None,
+    max_steps: int | None = None,
 ) -> dict:
-    """Roll the model out on ``task`` and score it; returns one row of the score table."""
+    """Roll the model out on ``task`` and score it; returns one row of the score table.
+
+    ``max_steps`` cuts episodes as the expert card's were cut (e.g. long Atari games).
+    """
     policy = GatoPolicy(run, task)
-    expert, rand, source = _baselines(run, task, episodes, seed, card)
-    result = evaluate_policy(task, policy, episodes, seed, num_envs, on_episode)
+    expert, rand, source = _baselines(run, task, episodes, seed, card, max_steps)
+    result = evaluate_policy(task, policy, episodes, seed, num_envs, on_episode, max_steps)
     returns = np.array([e.episode_return for e in result])
     success = [e.success for e in result if e.success is not None]
     return {
@@ -219,6 +226,7 @@ def evaluate_task(
         "baseline_source": source,
         "score": normalized_score(float(returns.mean()), expert, rand),
         "step": run.step,
+        "max_steps": max_steps,
     }
 
 

@@ -32,6 +32,12 @@ def interquartile_mean(values: list[float]) -> float:
     return float(v[lo:hi].mean()) if hi > lo else float(v.mean())
 
 
+def _finite_mean(values: list[float]) -> float:
+    """The mean of the scores that exist (a task whose expert is random has none)."""
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
 def summarize(rows: list[dict]) -> dict:
     """Rows with ``task`` and ``score`` -> families, IQM, and how many tasks clear 50 / 80%."""
     by_family: dict[str, list[float]] = defaultdict(list)
@@ -41,11 +47,11 @@ def summarize(rows: list[dict]) -> dict:
     return {
         "tasks": len(rows),
         "iqm": interquartile_mean(scores),
-        "mean": float(np.nanmean(scores)) if rows else float("nan"),
+        "mean": _finite_mean(scores),
         "above_50": sum(s > 50 for s in scores),
         "above_80": sum(s > 80 for s in scores),
         "families": {
-            f: {"tasks": len(v), "mean": float(np.nanmean(v)), "iqm": interquartile_mean(v)}
+            f: {"tasks": len(v), "mean": _finite_mean(v), "iqm": interquartile_mean(v)}
             for f, v in sorted(by_family.items())
         },
     }

@@ -331,6 +331,10 @@ def train(
         float | None, typer.Option(min=0, help="Stop (with a checkpoint) after this long.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Torch CPU threads (default: all cores; 1 on a busy machine)."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a mixture key, e.g. --set learning_rate=1e-3."),
@@ -347,6 +351,10 @@ def train(
     from kibble.trainer.config import load_mixture
     from kibble.trainer.train import train as run_training
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     overrides = _parse_overrides(set_ or [])
     for key, value in (("steps", steps), ("max_minutes", max_minutes), ("device", device)):
         if value is not None:
@@ -406,6 +414,12 @@ def eval_(
         list[Path] | None,
         typer.Option(help="Expert card(s) to score against (default: the dataset manifest)."),
     ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Cut episodes here (as the expert cards were).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads (default: torch's, all cores).")
+    ] = None,
 ) -> None:
     """Run the generalist in the real environments; report expert-normalized scores.
 
@@ -416,6 +430,10 @@ def eval_(
     from kibble.experts.card import read_card
     from kibble.trainer.evaluate import LoadedRun, evaluate_task, write_report
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     cards = {read_card(c).task: c for c in card or []}
     run = LoadedRun.load(run_dir)
     rows = []
@@ -423,7 +441,9 @@ def eval_(
         for t in task:
             progress = bar.add_task(f"evaluating {t}", total=episodes)
             advance = lambda _, p=progress: bar.advance(p)  # noqa: E731
-            rows.append(evaluate_task(run, t, episodes, seed, num_envs, cards.get(t), advance))
+            rows.append(
+                evaluate_task(run, t, episodes, seed, num_envs, cards.get(t), advance, max_steps)
+            )
     summary = write_report(run_dir, rows)
     typer.echo(summary["table"])
     typer.echo(f"wrote {run_dir / 'eval'}")
