@@ -92,12 +92,12 @@ class MixtureConfig:
     max_minutes: float | None = None  # stop (and checkpoint) after this much training time
 
     @property
-    def peak_lr(self) -> float:
-        return self.learning_rate
-
-    @property
     def final_lr(self) -> float:
-        return self.min_learning_rate if self.min_learning_rate is not None else self.peak_lr / 10
+        return (
+            self.min_learning_rate
+            if self.min_learning_rate is not None
+            else self.learning_rate / 10
+        )
 
     @property
     def warmup(self) -> int:

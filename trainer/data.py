@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,18 +25,19 @@ import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
 from kibble.pipelines.dataset import MANIFEST, join, read_manifest
-from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA, read_schema_version
-from kibble.schemas.arrow import list_column_to_numpy
+from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA
+from kibble.schemas.arrow import METADATA_VERSION, list_column_to_numpy
 from kibble.schemas.parquet import filesystem_and_path
-from kibble.schemas.validate import validate_file
+from kibble.schemas.validate import validate_schema
+from kibble.tokenize.episode import TokenizedSteps
 from kibble.trainer.config import MixtureConfig
 from kibble.trainer.sequences import (
     Batch,
     Sequence,
-    Steps,
     build_sequence,
     collate,
     concat_sequences,
+    concat_steps,
 )
 
 log = logging.getLogger(__name__)
@@ -65,48 +67,41 @@ class TaskInfo:
 
 
 class ParquetFile:
-    """One data file: its row-group boundaries, read lazily."""
+    """One data file, opened once: its schema checked, its row-group boundaries known."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.fs, self.path = filesystem_and_path(url)
-        self._file: pq.ParquetFile | None = None
+        fs, path = filesystem_and_path(url)
+        try:
+            self.file = pq.ParquetFile(fs.open_input_file(path))
+        except (OSError, pa.ArrowException) as e:
+            raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
+        schema = self.file.schema_arrow
+        version = (schema.metadata or {}).get(METADATA_VERSION, b"").decode() or None
+        if version != SCHEMA_VERSION:
+            raise KibbleError(
+                f"{url} has kibble schema version {version!r}, but this kibble reads version "
+                f"{SCHEMA_VERSION}; re-curate the dataset with this kibble"
+            )
+        mismatches = validate_schema(schema, TOKENIZED_EPISODE_SCHEMA)
+        if mismatches:
+            listing = "; ".join(str(m) for m in mismatches)
+            raise KibbleError(f"{url} is not a tokenized kibble episode file: {listing}")
         meta = self.file.metadata
-        self.group_starts = np.cumsum(
-            [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        )
+        rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self.group_starts = np.cumsum([0, *rows])  # (groups + 1,) first row of each group
 
-    @property
-    def file(self) -> pq.ParquetFile:
-        if self._file is None:
-            self._file = pq.ParquetFile(self.fs.open_input_file(self.path))
-        return self._file
+    def read(self, columns: list[str]) -> pa.Table:
+        try:
+            return self.file.read(columns=columns)
+        except (OSError, pa.ArrowException) as e:
+            raise KibbleError(f"{self.url} is not a readable Parquet file: {e}") from e
 
     def read_group(self, i: int) -> pa.Table:
         try:
             return self.file.read_row_group(i, columns=_WINDOW_COLUMNS)
         except (OSError, pa.ArrowException) as e:
             raise KibbleError(f"{self.url}: row group {i} cannot be read: {e}") from e
-
-
-def _check_data_file(url: str) -> None:
-    version = _schema_version(url)
-    if version != SCHEMA_VERSION:
-        raise KibbleError(
-            f"{url} has kibble schema version {version!r}, but this kibble reads version "
-            f"{SCHEMA_VERSION}; re-curate the dataset with this kibble"
-        )
-    mismatches = validate_file(url, TOKENIZED_EPISODE_SCHEMA)
-    if mismatches:
-        listing = "; ".join(str(m) for m in mismatches)
-        raise KibbleError(f"{url} is not a tokenized kibble episode file: {listing}")
-
-
-def _schema_version(url: str) -> str | None:
-    try:
-        return read_schema_version(url)
-    except (OSError, pa.ArrowException) as e:
-        raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
 
 
 class MixtureData:
@@ -117,8 +112,9 @@ class MixtureData:
         self.tasks: list[TaskInfo] = []
         self.files: list[ParquetFile] = []
         task_ids: dict[str, int] = {}
-        # Per dataset: per-episode arrays (file index, first row, length, task index).
-        self.episodes: list[dict[str, np.ndarray]] = []
+        # Per dataset: per-episode arrays (file index, first row, length, task index),
+        # and the derived cumulative lengths and episodes per task.
+        self.episodes: list[dict[str, Any]] = []
         for spec in config.datasets:
             self.episodes.append(self._index_dataset(spec.path, task_ids))
         weights = np.array([d.weight for d in config.datasets], np.float64)
@@ -142,7 +138,7 @@ class MixtureData:
 
     # -- indexing ---------------------------------------------------------------------------
 
-    def _index_dataset(self, path: str, task_ids: dict[str, int]) -> dict[str, np.ndarray]:
+    def _index_dataset(self, path: str, task_ids: dict[str, int]) -> dict[str, Any]:
         manifest = read_manifest(path)
         version = str(manifest.get("schema_version"))
         if version != SCHEMA_VERSION:
@@ -158,13 +154,9 @@ class MixtureData:
             if not entry["rows"]:
                 continue
             url = join(path, entry["path"])
-            _check_data_file(url)
             file_index = len(self.files)
-            try:
-                self.files.append(ParquetFile(url))
-                table = self.files[-1].file.read(columns=_INDEX_COLUMNS)
-            except (OSError, pa.ArrowException) as e:
-                raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
+            self.files.append(ParquetFile(url))
+            table = self.files[-1].read(_INDEX_COLUMNS)
             steps = table["step"].to_numpy()
             starts = np.flatnonzero(steps == 0)
             if len(starts) == 0 or starts[0] != 0:
@@ -179,11 +171,17 @@ class MixtureData:
             columns["file"].append(np.full(len(starts), file_index))
             columns["first_row"].append(starts)
             columns["length"].append(lengths)
+        length = np.concatenate(columns["length"]).astype(np.int64)
+        task = np.asarray(columns["task"], np.int64)
         return {
             "file": np.concatenate(columns["file"]).astype(np.int64),
             "first_row": np.concatenate(columns["first_row"]).astype(np.int64),
-            "length": np.concatenate(columns["length"]).astype(np.int64),
-            "task": np.asarray(columns["task"], np.int64),
+            "length": length,
+            "task": task,
+            # Derived once here, not per sample: cumulative lengths for drawing a uniform
+            # timestep, and each task's episodes for drawing prompts.
+            "cumulative_length": np.cumsum(length),
+            "episodes_of_task": {int(t): np.flatnonzero(task == t) for t in np.unique(task)},
         }
 
     def _task(
@@ -233,8 +231,8 @@ class MixtureData:
             self._cache.popitem(last=False)
         return value
 
-    def read_steps(self, file_index: int, start: int, stop: int) -> Steps:
-        """Rows ``[start, stop)`` of one file as Steps (crossing row groups if needed)."""
+    def read_steps(self, file_index: int, start: int, stop: int) -> TokenizedSteps:
+        """Rows ``[start, stop)`` of one file as TokenizedSteps (crossing row groups if needed)."""
         starts = self.files[file_index].group_starts
         parts = []
         g = int(np.searchsorted(starts, start, side="right")) - 1
@@ -242,12 +240,12 @@ class MixtureData:
         while row < stop:
             obs, act, images = self._group(file_index, g)
             lo, hi = row - starts[g], min(stop, starts[g + 1]) - starts[g]
-            parts.append(Steps(obs[lo:hi], act[lo:hi], [img[lo:hi] for img in images]))
+            parts.append(TokenizedSteps(obs[lo:hi], act[lo:hi], [img[lo:hi] for img in images]))
             row = starts[g] + hi
             g += 1
-        return parts[0] if len(parts) == 1 else Steps.concat(parts)
+        return parts[0] if len(parts) == 1 else concat_steps(parts)
 
-    def episode_steps(self, dataset: int, episode: int, start: int, stop: int) -> Steps:
+    def episode_steps(self, dataset: int, episode: int, start: int, stop: int) -> TokenizedSteps:
         ep = self.episodes[dataset]
         first = int(ep["first_row"][episode])
         return self.read_steps(int(ep["file"][episode]), first + start, first + stop)
@@ -259,9 +257,9 @@ class MixtureData:
         rng = self.rng
         d = int(rng.choice(len(self.episodes), p=self.dataset_p))
         ep = self.episodes[d]
-        lengths = ep["length"]
+        lengths, cumulative = ep["length"], ep["cumulative_length"]
         # An episode with probability proportional to its length = a uniform timestep.
-        e = int(np.searchsorted(np.cumsum(lengths), rng.integers(lengths.sum()), side="right"))
+        e = int(np.searchsorted(cumulative, rng.integers(cumulative[-1]), side="right"))
         task = self.tasks[int(ep["task"][e])]
         n_steps = max(1, self.config.context // task.tokens_per_step)
         parts, prompt = [], None
@@ -276,10 +274,10 @@ class MixtureData:
         seq = parts[0] if len(parts) == 1 else concat_sequences(parts)
         return seq, int(ep["task"][e]), prompt
 
-    def _prompt(self, dataset: int, episode: int, n_steps: int, from_end: bool) -> Steps:
+    def _prompt(self, dataset: int, episode: int, n_steps: int, from_end: bool) -> TokenizedSteps:
         """``n_steps`` of another episode of the same task (itself if it is the only one)."""
         ep = self.episodes[dataset]
-        same = np.flatnonzero(ep["task"] == ep["task"][episode])
+        same = ep["episodes_of_task"][int(ep["task"][episode])]
         others = same[same != episode]
         other = int(self.rng.choice(others)) if len(others) else episode
         length = int(ep["length"][other])
@@ -287,7 +285,7 @@ class MixtureData:
         start = length - n if from_end else int(self.rng.integers(length - n + 1))
         return self.episode_steps(dataset, other, start, start + n)
 
-    def demonstration(self, task: str, n_steps: int, seed: int = 0) -> Steps:
+    def demonstration(self, task: str, n_steps: int, seed: int = 0) -> TokenizedSteps:
         """The last ``n_steps`` of one of ``task``'s episodes: an evaluation prompt."""
         rng = np.random.default_rng(seed)
         t = next((i for i, info in enumerate(self.tasks) if info.name == task), None)
@@ -297,7 +295,7 @@ class MixtureData:
                 + ", ".join(info.name for info in self.tasks)
             )
         for d, ep in enumerate(self.episodes):
-            candidates = np.flatnonzero(ep["task"] == t)
+            candidates = ep["episodes_of_task"].get(t, [])
             if len(candidates):
                 e = int(rng.choice(candidates))
                 length = int(ep["length"][e])

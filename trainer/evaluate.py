@@ -26,7 +26,7 @@ from kibble.experts.card import evaluate, evaluate_policy, read_card
 from kibble.experts.random import RANDOM
 from kibble.pipelines.rollout import stack_values
 from kibble.schemas.records import Episode
-from kibble.tokenize.episode import EpisodeTokenizer
+from kibble.tokenize.episode import EpisodeTokenizer, TokenizedSteps
 from kibble.tokenize.spaces import DiscreteCodec
 from kibble.tokenize.vocab import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
 from kibble.trainer.checkpoint import load_model, model_config_of, read_state
@@ -35,7 +35,7 @@ from kibble.trainer.data import MixtureData
 from kibble.trainer.model import Gato
 from kibble.trainer.scores import normalized_score, score_chart, score_table, summarize
 from kibble.trainer.sequences import Sequence as SequenceArrays
-from kibble.trainer.sequences import Steps, build_sequence, collate, concat_sequences
+from kibble.trainer.sequences import build_sequence, collate, concat_sequences
 
 log = logging.getLogger(__name__)
 
@@ -114,29 +114,33 @@ class GatoPolicy:
         self.prompt_steps = steps // 2 if steps >= 2 else 0
         self.history_steps = steps - self.prompt_steps
         self.ranges = action_token_ranges(self.tokenizer)
-        self.prompts: dict[int, Steps | None] = {}
-        self.history: dict[int, list[Steps]] = {}
+        self.prompts: dict[int, TokenizedSteps | None] = {}
+        # Per slot, as built sequences so each timestep is turned into arrays once: the
+        # prompt, and the last timesteps of the episode (observation and action).
+        self._prompt_sequences: dict[int, list[SequenceArrays]] = {}
+        self.history: dict[int, list[SequenceArrays]] = {}
 
     def start_episode(self, slot: int, seed: int) -> None:
-        self.prompts[slot] = (
+        prompt = (
             self.run.data.demonstration(self.task, self.prompt_steps, seed)
             if self.prompt_steps
             else None
         )
+        self.prompts[slot] = prompt
+        self._prompt_sequences[slot] = [build_sequence(prompt)] if prompt is not None else []
         self.history[slot] = []
 
-    def _current(self, observation: Any) -> Steps:
+    def _current(self, observation: Any) -> TokenizedSteps:
         batch = stack_values([observation])
         obs = self.tokenizer.observation.encode(batch)
         act = np.zeros((1, self.tokenizer.n_action_tokens), np.int32)
-        return Steps(obs, act, self.tokenizer.observation.images(batch))
+        return TokenizedSteps(obs, act, self.tokenizer.observation.images(batch))
 
-    def _context(self, slot: int, current: Steps) -> SequenceArrays:
+    def _context(self, slot: int, current: TokenizedSteps) -> SequenceArrays:
         """Prompt, the last timesteps of the episode, then the current observation."""
         keep = self.history_steps - 1
         past = self.history[slot][len(self.history[slot]) - keep :] if keep else []
-        prompt = [self.prompts[slot]] if self.prompts[slot] is not None else []
-        return concat_sequences([build_sequence(p) for p in [*prompt, *past, current]])
+        return concat_sequences([*self._prompt_sequences[slot], *past, build_sequence(current)])
 
     @torch.no_grad()
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
@@ -164,7 +168,7 @@ class GatoPolicy:
                     h = out[:, -1]
         actions = []
         for slot, cur in zip(slots, current, strict=True):
-            self.history[slot].append(cur)
+            self.history[slot].append(build_sequence(cur))
             del self.history[slot][: -self.history_steps]
             actions.append(self.tokenizer.decode_action(cur.action_tokens[0]))
         return actions

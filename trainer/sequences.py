@@ -1,7 +1,8 @@
 """Timesteps -> the arrays one training (or acting) sequence is made of.
 
-The loader and the evaluator both turn stretches of timesteps (a prompt, a window of an
-episode, or the live history of an environment) into the same thing, a :class:`Sequence`:
+The loader and the evaluator both turn stretches of timesteps (``TokenizedSteps``: a prompt,
+a window of an episode, or the live history of an environment) into the same thing, a
+:class:`Sequence`:
 
 - ``tokens``: ids in SPEC 4's vocabulary, image patches as ``IMAGE_PATCH`` placeholders;
 - ``loss_mask``: True on action tokens, the only ones trained on (SPEC 5);
@@ -12,44 +13,23 @@ episode, or the live history of an environment) into the same thing, a :class:`S
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from kibble.tokenize.episode import TokenizedSteps
 from kibble.tokenize.images import image_to_patches, patch_position_intervals
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 
 
-@dataclass
-class Steps:
-    """A stretch of T timesteps of one task.
-
-    observation_tokens: (T, n_obs) int32; action_tokens: (T, n_act) int32;
-    images: one (T, H, W, C) uint8 array per image leaf (padded to multiples of 16).
-    """
-
-    observation_tokens: NDArray[np.int32]
-    action_tokens: NDArray[np.int32]
-    images: list[NDArray[np.uint8]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.observation_tokens)
-
-    def slice(self, start: int, stop: int) -> Steps:
-        return Steps(
-            self.observation_tokens[start:stop],
-            self.action_tokens[start:stop],
-            [img[start:stop] for img in self.images],
-        )
-
-    @staticmethod
-    def concat(parts: list[Steps]) -> Steps:
-        return Steps(
-            np.concatenate([p.observation_tokens for p in parts]),
-            np.concatenate([p.action_tokens for p in parts]),
-            [np.concatenate(imgs) for imgs in zip(*(p.images for p in parts), strict=True)],
-        )
+def concat_steps(parts: list[TokenizedSteps]) -> TokenizedSteps:
+    """Stretches of timesteps of one task, one after another."""
+    return TokenizedSteps(
+        np.concatenate([p.observation_tokens for p in parts]),
+        np.concatenate([p.action_tokens for p in parts]),
+        [np.concatenate(imgs) for imgs in zip(*(p.images for p in parts), strict=True)],
+    )
 
 
 @dataclass
@@ -81,7 +61,7 @@ def timestep_layout(n_obs: int, n_act: int) -> tuple[NDArray, NDArray, NDArray]:
     return mask, obs_pos, act_pos
 
 
-def build_sequence(steps: Steps) -> Sequence:
+def build_sequence(steps: TokenizedSteps) -> Sequence:
     """T timesteps -> a Sequence of T * (n_obs + 1 + n_act) tokens."""
     t, n_obs = steps.observation_tokens.shape
     n_act = steps.action_tokens.shape[1]

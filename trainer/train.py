@@ -46,9 +46,11 @@ RUN_CONFIG = "mixture.json"
 def learning_rate(step: int, cfg: MixtureConfig) -> float:
     """Linear warm-up to the peak, then cosine decay to ``final_lr`` at ``cfg.steps``."""
     if step < cfg.warmup:
-        return cfg.peak_lr * (step + 1) / cfg.warmup
+        return cfg.learning_rate * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.final_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.peak_lr - cfg.final_lr)
+    return cfg.final_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (
+        cfg.learning_rate - cfg.final_lr
+    )
 
 
 def pick_device(name: str) -> torch.device:
@@ -125,7 +127,7 @@ def train(
     torch.manual_seed(config.seed + dist.rank)
     model = Gato(config.model).to(device)
     optimizer = torch.optim.AdamW(
-        model.optimizer_groups(config.weight_decay), lr=config.peak_lr, betas=config.betas
+        model.optimizer_groups(config.weight_decay), lr=config.learning_rate, betas=config.betas
     )
     step, tokens_seen, elapsed = 0, 0, 0.0
     if state is not None:
@@ -220,7 +222,7 @@ def train(
                 window_loss, window_tokens, window_start = [], 0, time.monotonic()
                 window_fam.zero_()
             if dist.rank == 0 and (step % config.checkpoint_every == 0 or last):
-                _save(run_dir, model, optimizer, config, data, step, tokens_seen, elapsed, dist)
+                _save(run_dir, model, optimizer, config, data, step, tokens_seen, elapsed)
             if deadline is not None and now >= deadline and step < config.steps:
                 stopped_early = True
                 log.info("max_minutes reached at step %d; checkpoint saved", step)
@@ -247,7 +249,7 @@ def train(
     }
 
 
-def _save(run_dir, model, optimizer, config, data, step, tokens, elapsed, dist) -> None:
+def _save(run_dir, model, optimizer, config, data, step, tokens, elapsed) -> None:
     progress = {
         "step": step,
         "tokens": tokens,

@@ -2,17 +2,18 @@ import numpy as np
 import pytest
 import torch
 
+from kibble.tokenize.episode import TokenizedSteps
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 from kibble.trainer.config import MODEL_SIZES, ModelConfig
 from kibble.trainer.model import Gato
-from kibble.trainer.sequences import Steps, build_sequence, collate
+from kibble.trainer.sequences import build_sequence, collate
 
 CFG = ModelConfig(layers=2, heads=2, width=32, ff=64, patch_hidden=8)
 
 
 def image_batch(seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    steps = Steps(
+    steps = TokenizedSteps(
         np.array([[IMAGE_PATCH] * 4 + [32500]] * 3, np.int32),  # a 32x32 image and one float
         np.array([[2]] * 3, np.int32),
         [rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)],
@@ -85,7 +86,7 @@ def test_gato_sizes_match_the_paper():
 def test_decoding_with_the_cache_equals_running_the_whole_sequence():
     torch.manual_seed(0)
     model = Gato(CFG).eval()
-    steps = Steps(
+    steps = TokenizedSteps(
         np.array([[32100, 32200, 32300]] * 3, np.int32),
         np.array([[32010, 32500, 33000]] * 3, np.int32),  # three action tokens a step
     )
