@@ -26,7 +26,7 @@ from kibble.experts.random import RandomPolicy
 from kibble.experts.rllib_policy import RLlibPolicy
 from kibble.experts.rllib_train import default_module
 from kibble.experts.scripted import ScriptedPolicy
-from kibble.pipelines.rollout import EpisodeJob, run_episodes
+from kibble.experts.rollout import EpisodeJob, run_episodes
 
 TASKS = [
     ("gym/CartPole-v1", "rllib"),

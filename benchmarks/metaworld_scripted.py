@@ -19,7 +19,7 @@ import numpy as np
 
 from kibble.envs import list_tasks
 from kibble.envs.family_metaworld import WEAK_SCRIPTED_SUCCESS
-from kibble.experts.card import evaluate
+from kibble.experts.evaluation import evaluate
 
 
 def main() -> None:

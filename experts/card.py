@@ -19,12 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.policy import Policy
-from kibble.experts.random import RANDOM
-from kibble.experts.sources import SCRIPTED, load_expert
-from kibble.pipelines.rollout import EpisodeJob, run_episodes
+from kibble.experts.evaluation import evaluate, success_rate
+from kibble.experts.sources import parse_source
 from kibble.schemas.records import Episode
 
 CARD_VERSION = "1"
@@ -87,55 +84,6 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _success_rate(episodes: list[Episode]) -> float | None:
-    flags = [e.success for e in episodes if e.success is not None]
-    return float(np.mean(flags)) if flags else None
-
-
-def evaluate(
-    task_id: str,
-    source: str,
-    episodes: int,
-    seed: int = 0,
-    num_envs: int = 4,
-    on_episode: Callable[[Episode], None] | None = None,
-    sample: bool = False,
-    max_steps: int | None = None,
-) -> list[Episode]:
-    """Roll ``source`` out for ``episodes`` episodes on seeds ``seed .. seed + episodes - 1``."""
-    task = get_task(task_id)
-    policy = load_expert(task, source, *task.spaces(), sample)
-    return evaluate_policy(task_id, policy, episodes, seed, num_envs, on_episode, max_steps)
-
-
-def evaluate_policy(
-    task_id: str,
-    policy: Policy,
-    episodes: int,
-    seed: int = 0,
-    num_envs: int = 4,
-    on_episode: Callable[[Episode], None] | None = None,
-    max_steps: int | None = None,
-) -> list[Episode]:
-    """Roll any batched ``policy`` out on seeds ``seed .. seed + episodes - 1``, in seed order.
-
-    ``max_steps`` cuts episodes there (as a dataset config's ``max_steps`` does).
-    """
-    if episodes < 1:
-        raise KibbleError(f"--episodes must be at least 1, got {episodes}")
-    if max_steps is not None and max_steps < 1:
-        raise KibbleError(f"--max-steps must be at least 1, got {max_steps}")
-    task = get_task(task_id)
-    jobs = [EpisodeJob(f"{task_id}#eval#{seed + i}", seed + i) for i in range(episodes)]
-    out = []
-    episodes_run = run_episodes(task.make, policy, jobs, task_id, num_envs, max_steps)
-    for episode in episodes_run:
-        out.append(episode)
-        if on_episode:
-            on_episode(episode)
-    return sorted(out, key=lambda e: e.seed)
-
-
 def make_card(
     task_id: str,
     source: str,
@@ -150,22 +98,23 @@ def make_card(
 
     ``max_steps``: cut every episode there, to match a dataset whose episodes are cut.
     """
-    expert = evaluate(task_id, source, episodes, seed, num_envs, on_episode, sample, max_steps)
+    src = parse_source(source)
+    expert = evaluate(task_id, src, episodes, seed, num_envs, on_episode, sample, max_steps)
     rand = (
         expert
-        if source == RANDOM
-        else evaluate(task_id, RANDOM, episodes, seed, num_envs, on_episode, max_steps=max_steps)
+        if src.is_random
+        else evaluate(task_id, "random", episodes, seed, num_envs, on_episode, max_steps=max_steps)
     )
     return ExpertCard(
         task=task_id,
-        expert=source,
-        sampled=sample and source not in (RANDOM, SCRIPTED),
+        expert=src.text,
+        sampled=sample and src.can_sample,
         episodes=episodes,
         seeds=[e.seed for e in expert],
         expert_return=ReturnStats.of(e.episode_return for e in expert),
         random_return=ReturnStats.of(e.episode_return for e in rand),
-        success_rate=_success_rate(expert),
-        random_success_rate=_success_rate(rand),
+        success_rate=success_rate(expert),
+        random_success_rate=success_rate(rand),
         length_mean=float(np.mean([e.length for e in expert])),
         versions=package_versions(),
         max_steps=max_steps,

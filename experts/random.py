@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-RANDOM = "random"
+from kibble.experts.sources import RANDOM
 
 
 class RandomPolicy:

@@ -10,8 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from kibble.errors import KibbleError
-
-SCRIPTED = "scripted"
+from kibble.experts.sources import SCRIPTED
 
 
 class ScriptedPolicy:

@@ -32,8 +32,8 @@ from apache_beam.options.pipeline_options import (
 )
 
 from kibble.errors import KibbleError
-from kibble.experts.random import RANDOM
-from kibble.experts.scripted import SCRIPTED
+from kibble.experts.sources import RANDOM
+from kibble.experts.sources import SCRIPTED
 from kibble.pipelines import dataset
 from kibble.pipelines.stages import TaskJob
 

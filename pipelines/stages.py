@@ -33,7 +33,7 @@ from kibble.experts.policy import Policy
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
 from kibble.pipelines.dataset import join
-from kibble.pipelines.rollout import EpisodeJob, make_episode_id, run_episodes
+from kibble.experts.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.pipelines.tokenizing import tokenize_episode
 from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table

@@ -22,9 +22,9 @@ import torch
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.card import evaluate, evaluate_policy, read_card
-from kibble.experts.random import RANDOM
-from kibble.pipelines.rollout import stack_values
+from kibble.experts.card import read_card
+from kibble.experts.evaluation import evaluate, evaluate_policy
+from kibble.experts.rollout import stack_values
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer, TokenizedSteps
 from kibble.tokenize.spaces import DiscreteCodec
@@ -193,7 +193,7 @@ def _baselines(
     if rand is None:
         # The manifest used Gato's windowed rule, which needs no random policy; measure it
         # on the evaluation's own seeds.
-        randoms = evaluate(task, RANDOM, episodes, seed, max_steps=max_steps)
+        randoms = evaluate(task, "random", episodes, seed, max_steps=max_steps)
         returns = [e.episode_return for e in randoms]
         rand, source = float(np.mean(returns)), "manifest expert; random measured on eval seeds"
     return float(expert), float(rand), source

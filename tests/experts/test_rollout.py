@@ -2,7 +2,7 @@ import numpy as np
 
 from kibble.envs import get_task
 from kibble.experts.random import RandomPolicy
-from kibble.pipelines.rollout import EpisodeJob, run_episodes
+from kibble.experts.rollout import EpisodeJob, run_episodes
 
 
 def _episodes(num_envs: int):
