@@ -25,8 +25,8 @@ from kibble.envs import get_task
 from kibble.experts.random import RandomPolicy
 from kibble.experts.rllib_policy import RLlibPolicy
 from kibble.experts.rllib_train import default_module
-from kibble.experts.scripted import ScriptedPolicy
 from kibble.experts.rollout import EpisodeJob, run_episodes
+from kibble.experts.scripted import ScriptedPolicy
 
 TASKS = [
     ("gym/CartPole-v1", "rllib"),

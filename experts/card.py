@@ -27,7 +27,7 @@ from kibble.schemas.records import Episode
 CARD_VERSION = "1"
 _VERSIONED_PACKAGES = (
     "kibble", "gymnasium", "numpy", "torch", "ray", "ale-py", "dm-control", "mujoco",
-    "metaworld", "procgen2",
+    "metaworld", "procgen2", "minigrid",
 )  # fmt: skip
 
 

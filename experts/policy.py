@@ -24,3 +24,17 @@ class Policy(Protocol):
 
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[Any]:
         """One action per observation; ``slots[i]`` is the slot ``observations[i]`` came from."""
+
+
+@runtime_checkable
+class EnvironmentAware(Protocol):
+    """A policy that must see the environment itself, not only its observations.
+
+    The BabyAI bot plans on the grid's full state, and a community checkpoint's own
+    view (frame stacks of raw frames) is computed from the environment. Rollouts call
+    ``bind_environment`` right after each seeded reset, before the episode's first
+    ``act``; the environment stays the rollout's (the policy never closes it).
+    """
+
+    def bind_environment(self, slot: int, env: Any) -> None:
+        """The episode just reset in ``slot`` runs in ``env``."""

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from kibble.experts.policy import Policy
+from kibble.experts.policy import EnvironmentAware, Policy
 from kibble.schemas.records import Episode
 
 
@@ -102,6 +102,8 @@ def run_episodes(
             envs.append(make_env())
         obs, _ = envs[slot].reset(seed=job.seed)
         policy.start_episode(slot, job.seed)
+        if isinstance(policy, EnvironmentAware):
+            policy.bind_environment(slot, envs[slot])
         active[slot] = _Recorder(job, obs)
 
     try:

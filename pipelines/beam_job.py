@@ -43,6 +43,7 @@ from kibble.pipelines import dataset, plots, remote, stages
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.local import STAGING, finish_dataset
 from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
+from kibble.schemas import dataset as layout
 
 log = logging.getLogger(__name__)
 SUMMARIES = ".summaries"
@@ -113,9 +114,9 @@ class FinalizeShard(beam.DoFn):
             sum(1 for o in outcomes if o.reason is None and not stages.is_kept(o, threshold))
         )
         staging = stages.shard_file(self.root, STAGING, task, shard_index)
-        out_file = stages.shard_file(self.root, dataset.DATA_DIR, task, shard_index)
+        out_file = stages.shard_file(self.root, layout.DATA_DIR, task, shard_index)
         if stages.finalize_shard(staging, [o.episode_id for o in kept], out_file):
-            rel = stages.shard_name(dataset.DATA_DIR, task, shard_index)
+            rel = stages.shard_name(layout.DATA_DIR, task, shard_index)
             yield dataset.file_entry(self.root, rel)
 
 
@@ -141,7 +142,7 @@ def _write_json(value, path: str) -> None:
 
 
 def _summary_file(root: str, task: str) -> str:
-    return dataset.join(root, SUMMARIES, f"{dataset.task_dir_name(task)}.json")
+    return layout.join(root, SUMMARIES, f"{layout.task_dir_name(task)}.json")
 
 
 def _write_summary(element, thresholds: dict[str, Threshold], root: str) -> None:
@@ -182,7 +183,7 @@ def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
     cards = {job.task: read_card(job.card) for job in config.tasks if job.card}
     per_shard = config.episodes_per_shard
     root = dataset.staging_location(out)
-    files_json = dataset.join(root, SUMMARIES, "files.json")
+    files_json = layout.join(root, SUMMARIES, "files.json")
     try:
         if remote.is_remote(options):
             rollout_jobs = remote.ship_experts(config.tasks, root)
@@ -216,23 +217,23 @@ def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
                 | "WriteFileEntries" >> beam.Map(_write_json, path=files_json)
             )
             by_task | "WriteSummaries" >> beam.Map(_write_summary, thresholds=thresholds, root=root)
-        known_files = {e["path"]: e for e in json.loads(dataset.read_bytes(files_json))}
+        known_files = {e["path"]: e for e in json.loads(layout.read_bytes(files_json))}
         tasks, rejected = {}, []
         for job in config.tasks:
-            summary = json.loads(dataset.read_bytes(_summary_file(root, job.task)))
+            summary = json.loads(layout.read_bytes(_summary_file(root, job.task)))
             threshold = Threshold(**summary["threshold"])
             outs = [EpisodeOutcome(**o) for o in summary["outcomes"]]
-            task_dir = dataset.join(root, dataset.DATA_DIR, dataset.task_dir_name(job.task))
+            task_dir = layout.join(root, layout.DATA_DIR, layout.task_dir_name(job.task))
             files = [
-                dataset.join(task_dir, rel)
-                for rel in dataset.list_files(task_dir)
+                layout.join(task_dir, rel)
+                for rel in layout.list_files(task_dir)
                 if rel.endswith(".parquet")
             ]
             tasks[job.task] = stages.task_entry(job, outs, threshold, files)
             plots.return_histogram(root, job.task, outs, threshold)
             rejected += stages.rejected_rows(outs, threshold)
         for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
-            dataset.remove(dataset.join(root, scratch))
+            dataset.remove(layout.join(root, scratch))
         manifest = finish_dataset(root, config.name, config.as_dict(), tasks, rejected, known_files)
     except BaseException:
         dataset.remove(root, quiet=True)

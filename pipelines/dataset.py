@@ -1,15 +1,7 @@
-"""The curated dataset (SPEC section 7), and publishing it safely on any filesystem.
+"""Writing a curated dataset (SPEC section 7), and publishing it safely on any filesystem.
 
-Layout::
-
-    DIR/
-      data/<task>/part-00000.parquet   kept episodes, tokenized schema (<task> is the id
-                                       with "/" as "__", e.g. gym__CartPole-v1)
-      rejected/part-00000.parquet      every episode not kept: task, episode_id,
-                                       episode_return, episode_length, reason, detail
-      manifest.json                    schema version, config, per-task counts, expert
-                                       values and threshold, files with rows and sha256
-      README.md                        the dataset card
+The layout and every read (``join``, ``list_files``, ``read_manifest``) live in
+``kibble.schemas.dataset``; this module writes and publishes.
 
 ``DIR`` is a local path or a URL that pyarrow's filesystems reach (``gs://``, ``s3://``,
 ``abfs://``, ``file:///...``). A dataset is assembled in a staging location beside
@@ -24,14 +16,10 @@ worker must reach it), then published:
   killed before publishing leaves the old dataset; one killed while publishing leaves
   a dataset without a manifest, which :func:`read_manifest` refuses; a rerun gives the
   same dataset with nothing left over.
-
-All paths here are strings or ``os.PathLike``; URLs stay strings (``Path`` would fold
-``gs://b`` into ``gs:/b``), so join them with :func:`join`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -46,66 +34,20 @@ import pyarrow.parquet as pq
 import kibble
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
-from kibble.schemas.parquet import filesystem_and_path
+from kibble.schemas.dataset import (
+    CARD,
+    LAYOUT,
+    MANIFEST,
+    RETURNS_DIR,
+    is_url,
+    join,
+    list_entries,
+    list_files,
+    resolve,
+    sha256,
+)
 
-MANIFEST = "manifest.json"
-CARD = "README.md"
-DATA_DIR = "data"
-REJECTED_DIR = "rejected"
-RETURNS_DIR = "returns"
-_DATASET_TOP = {MANIFEST, CARD, DATA_DIR, REJECTED_DIR, RETURNS_DIR}
-
-
-def task_dir_name(task_id: str) -> str:
-    return task_id.replace("/", "__")
-
-
-def is_url(location: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` locations (``file://`` included), False for plain paths."""
-    return "://" in os.fspath(location)
-
-
-def join(location: str | os.PathLike, *parts: str) -> str:
-    """``location/part/...`` for a local path or a URL (a URL's ``?query`` stays at the end).
-
-    >>> join("gs://bucket/ds", "data", "part-00000.parquet")
-    'gs://bucket/ds/data/part-00000.parquet'
-    >>> join("s3://bucket/ds/?region=eu-west-1", "manifest.json")
-    's3://bucket/ds/manifest.json?region=eu-west-1'
-    """
-    location = os.fspath(location)
-    if not is_url(location):
-        return os.path.join(location, *parts)
-    base, sep, query = location.partition("?")
-    return "/".join([base.rstrip("/"), *parts]) + sep + query
-
-
-def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and the path on it of a local path or URL.
-
-    Readers of a dataset (the trainer, notebooks) use it with the manifest's relative
-    file paths: ``fs, root = resolve(url)``, then ``pq.ParquetFile(fs.open_input_file(
-    f"{root}/{entry['path']}"))``. An unknown or unreachable scheme is a KibbleError.
-    """
-    return filesystem_and_path(location)
-
-
-def list_files(location: str | os.PathLike) -> list[str]:
-    """Every file under ``location``, as sorted relative POSIX paths; [] if it is absent."""
-    return _entries(*resolve(location), pafs.FileType.File)
-
-
-def _entries(fs: pafs.FileSystem, root: str, kind: pafs.FileType) -> list[str]:
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    # Filesystems differ on a leading "/" (fsspec adds one): compare without it.
-    n = len(root.strip("/"))
-    return sorted(info.path.lstrip("/")[n:].lstrip("/") for info in infos if info.type == kind)
-
-
-def read_bytes(location: str | os.PathLike) -> bytes:
-    fs, path = resolve(location)
-    with fs.open_input_stream(path) as f:
-        return f.read()
+_DATASET_TOP = set(LAYOUT)
 
 
 def write_bytes(location: str | os.PathLike, data: bytes) -> None:
@@ -202,11 +144,11 @@ def publish_by_copy(fs: pafs.FileSystem, src: str, dst: str) -> None:
     new files, copy manifest.json last (the commit), delete ``src``.
     """
     src, dst = src.rstrip("/"), dst.rstrip("/")
-    new = _entries(fs, src, pafs.FileType.File)
+    new = list_entries(fs, src, pafs.FileType.File)
     if MANIFEST not in new:
         raise RuntimeError(f"{src} has no {MANIFEST}: nothing complete to publish")
-    old = _entries(fs, dst, pafs.FileType.File)
-    old_dirs = _entries(fs, dst, pafs.FileType.Directory)
+    old = list_entries(fs, dst, pafs.FileType.File)
+    old_dirs = list_entries(fs, dst, pafs.FileType.Directory)
     # From here until the last copy the dataset at dst has no manifest: incomplete.
     if MANIFEST in old:
         fs.delete_file(f"{dst}/{MANIFEST}")
@@ -227,15 +169,6 @@ def publish_by_copy(fs: pafs.FileSystem, src: str, dst: str) -> None:
             fs.copy_file(f"{src}/{rel}", f"{dst}/{rel}")
     fs.copy_file(f"{src}/{MANIFEST}", f"{dst}/{MANIFEST}")  # the commit
     fs.delete_dir(src)
-
-
-def sha256(location: str | os.PathLike) -> str:
-    fs, path = resolve(location)
-    digest = hashlib.sha256()
-    with fs.open_input_stream(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_entry(root: str | os.PathLike, rel: str) -> dict[str, Any]:
@@ -287,24 +220,6 @@ def write_manifest(
         join(root, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     )
     return manifest
-
-
-def read_manifest(location: str | os.PathLike) -> dict:
-    """The manifest of the dataset at ``location`` (a local path or URL).
-
-    A dataset without ``manifest.json`` is not complete (a job publishing it was
-    killed) or not a kibble dataset; both are a KibbleError.
-    """
-    fs, path = resolve(join(location, MANIFEST))
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        raise KibbleError(
-            f"{os.fspath(location)} has no {MANIFEST}: it is not a kibble dataset, or the job "
-            "writing it did not finish (run it again)"
-        )
-    try:
-        return json.loads(read_bytes(join(location, MANIFEST)))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KibbleError(f"{join(location, MANIFEST)} is not valid JSON: {e}") from e
 
 
 def _num(x: float | None) -> str:

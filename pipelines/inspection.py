@@ -13,8 +13,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
-from kibble.pipelines import dataset
-from kibble.pipelines.dataset import DATA_DIR, REJECTED_DIR
+from kibble.schemas import dataset as layout
+from kibble.schemas.dataset import DATA_DIR, REJECTED_DIR
 from kibble.schemas.parquet import read_schema_version
 from kibble.schemas.validate import validate_file
 
@@ -51,21 +51,21 @@ def inspect_dataset(root: str | os.PathLike) -> Inspection:
     ``root`` is a local path or a URL (``gs://``, ``s3://``, ``file:///``).
     """
     root = os.fspath(root)
-    fs, base = dataset.resolve(root)
+    fs, base = layout.resolve(root)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise KibbleError(f"{root} is not a dataset directory (it does not exist)")
-    files = [rel for rel in dataset.list_files(root) if rel.endswith(".parquet")]
+    files = [rel for rel in layout.list_files(root) if rel.endswith(".parquet")]
     if not files:
         raise KibbleError(f"{root} holds no Parquet files; is it a kibble dataset?")
     try:
-        manifest = dataset.read_manifest(root)
+        manifest = layout.read_manifest(root)
         problems = []
     except KibbleError as e:
         manifest, problems = None, [str(e)]
     tasks: dict[str, TaskSummary] = {}
     versions: set[str] = set()
     for rel in files:
-        path = dataset.join(root, rel)
+        path = layout.join(root, rel)
         try:
             mismatches = validate_file(path)
         except KibbleError as e:

@@ -16,6 +16,7 @@ import pyarrow as pa
 from kibble.errors import KibbleError
 from kibble.pipelines import dataset, filtering, plots, stages
 from kibble.pipelines.stages import TaskJob, episode_seed
+from kibble.schemas import dataset as layout
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA
 from kibble.schemas.parquet import EpisodeFileWriter
 from kibble.schemas.records import Episode
@@ -38,7 +39,7 @@ def finish_dataset(
     ``known_files``: manifest entries of data files made where they were written.
     """
     with EpisodeFileWriter(
-        dataset.join(root, dataset.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
+        layout.join(root, layout.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
     ) as writer:
         writer.write(pa.Table.from_pylist(rejected, schema=REJECTED_EPISODE_SCHEMA))
     manifest = dataset.write_manifest(root, name, config, tasks, known_files)
@@ -73,13 +74,13 @@ def curate(
             outcomes = stages.rollout_shard(shard, staging, base_seed, num_envs, on_episode)
             threshold = stages.task_threshold(job, outcomes, fraction)
             kept = [o.episode_id for o in outcomes if stages.is_kept(o, threshold)]
-            out_file = stages.shard_file(root, dataset.DATA_DIR, job.task, 0)
+            out_file = stages.shard_file(root, layout.DATA_DIR, job.task, 0)
             written = stages.finalize_shard(staging, kept, out_file)
             files = [out_file] if written else []
             tasks[job.task] = stages.task_entry(job, outcomes, threshold, files)
             plots.return_histogram(root, job.task, outcomes, threshold)
             rejected += stages.rejected_rows(outcomes, threshold)
-        dataset.remove(dataset.join(root, STAGING))
+        dataset.remove(layout.join(root, STAGING))
         config = {"name": name, "seed": base_seed, "filter": {"fraction": fraction},
                   "tasks": [asdict(j) for j in jobs]}  # fmt: skip
         manifest = finish_dataset(root, name, config, tasks, rejected)

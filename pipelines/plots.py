@@ -13,8 +13,9 @@ import os
 
 import numpy as np
 
-from kibble.pipelines.dataset import RETURNS_DIR, join, write_bytes
+from kibble.pipelines.dataset import write_bytes
 from kibble.pipelines.stages import EpisodeOutcome, Threshold, is_kept
+from kibble.schemas.dataset import RETURNS_DIR, join
 
 log = logging.getLogger(__name__)
 PLOTS_DIR = RETURNS_DIR

@@ -32,10 +32,9 @@ from apache_beam.options.pipeline_options import (
 )
 
 from kibble.errors import KibbleError
-from kibble.experts.sources import RANDOM
-from kibble.experts.sources import SCRIPTED
-from kibble.pipelines import dataset
+from kibble.experts.sources import RANDOM, SCRIPTED
 from kibble.pipelines.stages import TaskJob
+from kibble.schemas import dataset as layout
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ def worker_args(args: list[str], output: str) -> list[str]:
     if not is_remote(options):
         return list(args)
     runner = runner_name(options)
-    if not dataset.is_url(output):
+    if not layout.is_url(output):
         message = (
             f"the output {output} is a local path, which {runner} workers do not share; give "
             "a URL every worker reaches, e.g. --out gs://BUCKET/datasets/NAME"
@@ -110,7 +109,7 @@ def worker_args(args: list[str], output: str) -> list[str]:
 
 
 def _is_checkpoint_path(expert: str) -> bool:
-    return expert not in (RANDOM, SCRIPTED) and not dataset.is_url(expert)
+    return expert not in (RANDOM, SCRIPTED) and not layout.is_url(expert)
 
 
 def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
@@ -118,7 +117,7 @@ def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
 
     Checkpoints missing here are left as they are (a worker image may hold them).
     """
-    fs, base = dataset.resolve(dataset.join(root, EXPERTS))
+    fs, base = layout.resolve(layout.join(root, EXPERTS))
     shipped: dict[str, str] = {}
     out = {}
     for job in jobs:
@@ -135,16 +134,16 @@ def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
                 source_filesystem=pafs.LocalFileSystem(),
                 destination_filesystem=fs,
             )
-            shipped[key] = dataset.join(root, EXPERTS, name)
+            shipped[key] = layout.join(root, EXPERTS, name)
         out[job.task] = replace(job, expert=shipped[key])
     return out
 
 
 def fetch_expert(source: str) -> str:
     """A local directory holding the expert at ``source``: a URL is copied to local disk."""
-    if not dataset.is_url(source):
+    if not layout.is_url(source):
         return source
-    fs, path = dataset.resolve(source)
+    fs, path = layout.resolve(source)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise KibbleError(f"expert checkpoint {source} does not exist")
     local = tempfile.mkdtemp(prefix="kibble-expert-")

@@ -30,13 +30,13 @@ from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import ExpertCard, read_card
 from kibble.experts.policy import Policy
+from kibble.experts.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
-from kibble.pipelines.dataset import join
-from kibble.experts.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.pipelines.tokenizing import tokenize_episode
 from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
+from kibble.schemas.dataset import join
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from kibble.experts.card import read_card
-from kibble.pipelines.dataset import read_manifest
 from kibble.schemas import check_file
+from kibble.schemas.dataset import read_manifest
 
 KIBBLE = Path(sys.executable).parent / "kibble"
 TASKS = {
@@ -114,11 +114,10 @@ def test_report_links_pngs_that_exist(first_run):
 
 def test_second_run_reuses_every_stage_and_a_lost_card_is_remade(first_run):
     out, _ = first_run
-    done, seconds = demo(out)
+    done, _ = demo(out)
     assert done.returncode == 0, done.stderr[-3000:]
     for i, stage in enumerate(STAGES[:-1], 1):
         assert re.search(rf"\[{i}/6\] {stage}: reused", done.stderr), done.stderr
-    assert seconds < 60  # measured: 4 s
     timings = json.loads((out / "report.json").read_text())["timings"]
     assert all(timings[s]["reused"] for s in STAGES[:-1])
     assert all(timings[s]["made_seconds"] > timings[s]["seconds"] for s in STAGES[:-1])

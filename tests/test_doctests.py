@@ -11,7 +11,8 @@ MODULES = [
     "kibble.tokenize.images",
     "kibble.tokenize.episode",
     "kibble.schemas.parquet",
-    "kibble.pipelines.dataset",
+    "kibble.schemas.dataset",
+    "kibble.experts.sources",
 ]
 
 

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
-from kibble.pipelines.dataset import MANIFEST, join, read_manifest
 from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA
 from kibble.schemas.arrow import METADATA_VERSION, list_column_to_numpy
+from kibble.schemas.dataset import DATA_DIR, MANIFEST, join, read_manifest
 from kibble.schemas.parquet import filesystem_and_path
 from kibble.schemas.validate import validate_schema
 from kibble.tokenize.episode import TokenizedSteps
@@ -146,7 +146,7 @@ class MixtureData:
                 f"{join(path, MANIFEST)} has schema version {version}, but this kibble reads "
                 f"version {SCHEMA_VERSION}; re-curate the dataset with this kibble"
             )
-        data_files = [f for f in manifest.get("files", []) if f["path"].startswith("data/")]
+        data_files = [f for f in manifest.get("files", []) if f["path"].startswith(DATA_DIR + "/")]
         if not any(f["rows"] for f in data_files):
             raise KibbleError(f"{path} has no kept episodes: nothing to train on")
         columns: dict[str, list] = {"file": [], "first_row": [], "length": [], "task": []}

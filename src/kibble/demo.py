@@ -557,7 +557,7 @@ def build_dataset(cfg: DemoConfig, paths: DemoPaths, display: Display) -> StageR
 def _reusable_manifest(config) -> dict | None:
     """The existing dataset's manifest if it was made by this config from these cards."""
     from kibble.experts.card import read_card
-    from kibble.pipelines.dataset import read_manifest
+    from kibble.schemas.dataset import read_manifest
 
     try:
         manifest = read_manifest(config.output)
@@ -628,7 +628,7 @@ def mixture_text(cfg: DemoConfig, paths: DemoPaths) -> str:
 def train_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> StageResult:
     """Train the generalist on the dataset; an interrupted run resumes, a finished one is
     reused while its mixture and dataset are unchanged."""
-    from kibble.pipelines.dataset import read_manifest
+    from kibble.schemas.dataset import read_manifest
     from kibble.trainer.checkpoint import CHECKPOINT, read_state
     from kibble.trainer.config import load_mixture
 
@@ -796,7 +796,7 @@ def _score_line(r: dict, random_expert: bool) -> str:
 def write_demo_report(cfg: DemoConfig, paths: DemoPaths, results: list[StageResult]) -> StageResult:
     """``report.md`` and ``report.json``: cards, dataset, training, scores, timings."""
     from kibble.experts.card import read_card
-    from kibble.pipelines.dataset import read_manifest
+    from kibble.schemas.dataset import read_manifest
     from kibble.trainer.scores import score_table, summarize
 
     started = time.monotonic()

@@ -25,6 +25,7 @@ from kibble.pipelines.beam_job import default_options, run
 from kibble.pipelines.config import load_config
 from kibble.pipelines.inspection import inspect_dataset
 from kibble.pipelines.stages import EpisodeOutcome, TaskJob, task_threshold
+from kibble.schemas import dataset as layout
 
 KIBBLE = Path(sys.executable).parent / "kibble"
 
@@ -48,8 +49,8 @@ def _config(tmp_path, out, episodes=12):
 def _episodes_and_tokens(location: str) -> list[tuple]:
     """(episode_id, step, observation tokens, action tokens) of every kept row, read the
     way a trainer would: the manifest's files through the location's filesystem."""
-    manifest = dataset.read_manifest(location)
-    fs, root = dataset.resolve(location)
+    manifest = layout.read_manifest(location)
+    fs, root = layout.resolve(location)
     rows = []
     for entry in manifest["files"]:
         if entry["path"].startswith("data/"):
@@ -76,7 +77,7 @@ def test_url_output_is_the_local_dataset_and_reruns_leave_nothing_behind(tmp_pat
         assert dataset.file_entry(url, entry["path"]) == entry
     rows = _episodes_and_tokens(url)
     assert rows == _episodes_and_tokens(str(tmp_path / "local")) and len(rows) > 0
-    assert dataset.read_manifest(url) == remote_
+    assert layout.read_manifest(url) == remote_
     assert sorted(p.name for p in (tmp_path / "bucket" / "datasets").iterdir()) == ["ds"]
 
     report = inspect_dataset(url)
@@ -87,17 +88,17 @@ def test_url_output_is_the_local_dataset_and_reruns_leave_nothing_behind(tmp_pat
     assert "every file matches its schema" in done.stdout
 
     def published() -> list[str]:
-        manifest = dataset.read_manifest(url)
-        extra = [dataset.MANIFEST, dataset.CARD, "returns/gym__CartPole-v1.png"]
+        manifest = layout.read_manifest(url)
+        extra = [layout.MANIFEST, layout.CARD, "returns/gym__CartPole-v1.png"]
         return sorted([f["path"] for f in manifest["files"]] + extra)
 
-    assert dataset.list_files(url) == published()
-    first_files = dataset.list_files(url)
+    assert layout.list_files(url) == published()
+    first_files = layout.list_files(url)
     smaller = run(_config(tmp_path, url, episodes=4), ["--direct_running_mode=in_memory"])
-    assert dataset.list_files(url) == published()  # the old shards are gone
+    assert layout.list_files(url) == published()  # the old shards are gone
     assert len(smaller["files"]) < len(remote_["files"])
     again = run(_config(tmp_path, url), ["--direct_running_mode=in_memory"])
-    assert dataset.list_files(url) == first_files
+    assert layout.list_files(url) == first_files
     assert [f["sha256"] for f in again["files"]] == [f["sha256"] for f in remote_["files"]]
 
 
@@ -132,7 +133,7 @@ def _write(fs, root, files: dict[str, bytes]):
 
 def _read_all(fs, root) -> dict[str, bytes]:
     out = {}
-    for rel in dataset._entries(fs, root, pafs.FileType.File):
+    for rel in layout.list_entries(fs, root, pafs.FileType.File):
         with fs.open_input_stream(f"{root}/{rel}") as f:
             out[rel] = f.read()
     return out
@@ -196,7 +197,7 @@ def test_url_mistakes_are_one_paragraph_errors(tmp_path):
         dataset.staging_location("gs://bucket/")
     (tmp_path / "ds").mkdir()
     with pytest.raises(KibbleError, match="did not finish"):
-        dataset.read_manifest(f"file://{tmp_path}/ds")
+        layout.read_manifest(f"file://{tmp_path}/ds")
     (tmp_path / "ds" / "notes.txt").write_text("mine")
     with pytest.raises(KibbleError, match=r"not part of a kibble dataset \(notes.txt\)"):
         dataset.check_output(f"file://{tmp_path}/ds")
@@ -214,7 +215,7 @@ def test_url_mistakes_are_one_paragraph_errors(tmp_path):
 
 def test_join_keeps_url_queries_at_the_end():
     assert (
-        dataset.join("s3://b/ds?region=x", "data", "p.parquet")
+        layout.join("s3://b/ds?region=x", "data", "p.parquet")
         == "s3://b/ds/data/p.parquet?region=x"
     )
     staging = dataset.staging_location("s3://b/sets/ds?region=x")
@@ -336,4 +337,4 @@ def test_a_card_read_on_the_launcher_sets_the_threshold(tmp_path):
 def test_manifest_json_of_a_local_dataset_reads_the_same_through_a_file_url(tmp_path):
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "manifest.json").write_text(json.dumps({"name": "x", "files": []}))
-    assert dataset.read_manifest(tmp_path / "ds") == dataset.read_manifest(f"file://{tmp_path}/ds")
+    assert layout.read_manifest(tmp_path / "ds") == layout.read_manifest(f"file://{tmp_path}/ds")

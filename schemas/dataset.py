@@ -1,0 +1,193 @@
+"""The read side of a curated dataset: its layout, locations, the manifest, per-task entries.
+
+Layout (docs/format.md section 9)::
+
+    DIR/
+      data/<task>/part-00000.parquet   kept episodes, tokenized schema (<task> is the id
+                                       with "/" as "__", e.g. gym__CartPole-v1)
+      rejected/part-00000.parquet      every episode not kept: task, episode_id,
+                                       episode_return, episode_length, reason, detail
+      manifest.json                    schema version, config, per-task counts, expert
+                                       values and threshold, files with rows and sha256
+      README.md                        the dataset card
+      returns/<task>.png               return histograms
+
+``DIR`` is a local path or a URL that pyarrow's filesystems reach (``gs://``, ``s3://``,
+``abfs://``, ``file:///...``). All paths here are strings or ``os.PathLike``; URLs stay
+strings (``Path`` would fold ``gs://b`` into ``gs:/b``), so join them with :func:`join`.
+
+Everything that reads a dataset (the trainer, ``kibble inspect``, the demo, notebooks)
+uses this module; writing and publishing belong to ``kibble.pipelines.dataset``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+import pyarrow.fs as pafs
+
+from kibble.errors import KibbleError
+from kibble.schemas.parquet import filesystem_and_path
+
+MANIFEST = "manifest.json"
+CARD = "README.md"
+DATA_DIR = "data"
+REJECTED_DIR = "rejected"
+RETURNS_DIR = "returns"
+LAYOUT = (MANIFEST, CARD, DATA_DIR, REJECTED_DIR, RETURNS_DIR)
+"""The top-level names of a dataset directory."""
+
+
+def task_dir_name(task_id: str) -> str:
+    """A task id as one path component: ``gym/CartPole-v1`` -> ``gym__CartPole-v1``."""
+    return task_id.replace("/", "__")
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` locations (``file://`` included), False for plain paths."""
+    return "://" in os.fspath(location)
+
+
+def join(location: str | os.PathLike, *parts: str) -> str:
+    """``location/part/...`` for a local path or a URL (a URL's ``?query`` stays at the end).
+
+    >>> join("gs://bucket/ds", "data", "part-00000.parquet")
+    'gs://bucket/ds/data/part-00000.parquet'
+    >>> join("s3://bucket/ds/?region=eu-west-1", "manifest.json")
+    's3://bucket/ds/manifest.json?region=eu-west-1'
+    """
+    location = os.fspath(location)
+    if not is_url(location):
+        return os.path.join(location, *parts)
+    base, sep, query = location.partition("?")
+    return "/".join([base.rstrip("/"), *parts]) + sep + query
+
+
+def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path on it of a local path or URL.
+
+    Readers of a dataset (the trainer, notebooks) use it with the manifest's relative
+    file paths: ``fs, root = resolve(url)``, then ``pq.ParquetFile(fs.open_input_file(
+    f"{root}/{entry['path']}"))``. An unknown or unreachable scheme is a KibbleError.
+    """
+    return filesystem_and_path(location)
+
+
+def list_files(location: str | os.PathLike) -> list[str]:
+    """Every file under ``location``, as sorted relative POSIX paths; [] if it is absent."""
+    return list_entries(*resolve(location), pafs.FileType.File)
+
+
+def list_entries(fs: pafs.FileSystem, root: str, kind: pafs.FileType) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    # Filesystems differ on a leading "/" (fsspec adds one): compare without it.
+    n = len(root.strip("/"))
+    return sorted(info.path.lstrip("/")[n:].lstrip("/") for info in infos if info.type == kind)
+
+
+def read_bytes(location: str | os.PathLike) -> bytes:
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def sha256(location: str | os.PathLike) -> str:
+    fs, path = resolve(location)
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_dir(location: str | os.PathLike, task_id: str | None = None) -> str:
+    """``DIR/data`` or, for one task, ``DIR/data/<task_dir_name>``."""
+    if task_id is None:
+        return join(location, DATA_DIR)
+    return join(location, DATA_DIR, task_dir_name(task_id))
+
+
+def read_manifest(location: str | os.PathLike) -> dict:
+    """The manifest of the dataset at ``location`` (a local path or URL).
+
+    A dataset without ``manifest.json`` is not complete (a job publishing it was
+    killed) or not a kibble dataset; both are a KibbleError.
+    """
+    fs, path = resolve(join(location, MANIFEST))
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise KibbleError(
+            f"{os.fspath(location)} has no {MANIFEST}: it is not a kibble dataset, or the job "
+            "writing it did not finish (run it again)"
+        )
+    try:
+        return json.loads(read_bytes(join(location, MANIFEST)))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KibbleError(f"{join(location, MANIFEST)} is not valid JSON: {e}") from e
+
+
+@dataclass
+class TaskEntry:
+    """One task's entry in ``manifest.json["tasks"]`` (docs/format.md section 9).
+
+    Written by the pipelines (``to_dict``), read by everything else (``from_dict``);
+    ``counts`` is the one "kept N of M" line every command prints.
+    """
+
+    expert: str
+    """The expert source as configured (checkpoint path, ``sb3:...``, ``scripted``...)."""
+    planned: int
+    kept: int
+    rejected: dict[str, int]
+    """Rejected episodes by reason; kept + sum(rejected) == planned."""
+    steps: int
+    """Timesteps of the kept episodes."""
+    tokens: int
+    """Tokens of the kept episodes (observation + separator + action)."""
+    expert_return: float | None
+    expert_return_source: str
+    random_return: float | None
+    fraction: float
+    threshold: float | None
+    rule: str
+    extra: dict = field(default_factory=dict)
+    """Keys a newer writer added, kept as they are."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(d.pop("extra"))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "manifest.json") -> TaskEntry:
+        if not isinstance(d, dict):
+            raise KibbleError(f"{where}: a task entry must be a JSON object, got {d!r:.60}")
+        names = [f.name for f in fields(cls) if f.name != "extra"]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise KibbleError(
+                f"{where}: a task entry lacks {', '.join(missing)}; the manifest is damaged "
+                "or was not written by kibble (run the pipeline again)"
+            )
+        return cls(**{n: d[n] for n in names}, extra={k: v for k, v in d.items() if k not in names})
+
+    def rejected_text(self) -> str:
+        """``below_threshold 6, invalid_nan 1`` or ``none``."""
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items())) or "none"
+
+    def counts(self) -> str:
+        """``kept 10 of 16 (rejected: below_threshold 6); 714 steps, 12,852 tokens``."""
+        return (
+            f"kept {self.kept} of {self.planned} (rejected: {self.rejected_text()}); "
+            f"{self.steps:,} steps, {self.tokens:,} tokens"
+        )
+
+
+def task_entries(manifest: dict, where: str = "manifest.json") -> dict[str, TaskEntry]:
+    """Every task's typed entry, by task id, in the manifest's order."""
+    tasks = manifest.get("tasks") if isinstance(manifest, dict) else None
+    if not isinstance(tasks, dict):
+        raise KibbleError(f'{where}: has no "tasks" object; it is not a kibble manifest')
+    return {task: TaskEntry.from_dict(d, f"{where}: {task}") for task, d in tasks.items()}
