@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from kibble.envs import get_task
 from kibble.experts.card import read_card
-from kibble.experts.sources import load_expert
+from kibble.experts.sources import ExpertSource, load_expert, parse_source
 from kibble.pipelines import dataset, plots, remote, stages
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.local import STAGING, finish_dataset
@@ -67,9 +67,11 @@ class RolloutShards(beam.DoFn):
         if key not in self._policies:
             task = get_task(job.task)
             obs_space, act_space = task.spaces()
-            source = remote.fetch_expert(job.expert)  # a URL: copied to this worker's disk
-            if source != job.expert:
-                self._fetched.append(source)
+            source = parse_source(job.expert)
+            if source.has_checkpoint and layout.is_url(source.location):
+                # A URL: copied to this worker's disk.
+                source = ExpertSource(source.kind, remote.fetch_expert(source.location))
+                self._fetched.append(source.location)
             self._policies[key] = load_expert(task, source, obs_space, act_space, job.sample)
         return self._policies[key]
 
@@ -229,7 +231,7 @@ def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
                 for rel in layout.list_files(task_dir)
                 if rel.endswith(".parquet")
             ]
-            tasks[job.task] = stages.task_entry(job, outs, threshold, files)
+            tasks[job.task] = stages.task_entry(job, outs, threshold, files).to_dict()
             plots.return_histogram(root, job.task, outs, threshold)
             rejected += stages.rejected_rows(outs, threshold)
         for scratch in (STAGING, SUMMARIES, remote.EXPERTS):

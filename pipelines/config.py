@@ -1,4 +1,4 @@
-"""The dataset config (SPEC section 8), read from YAML with errors that name the field.
+"""The dataset config (docs/format.md section 14), read from YAML with errors that name the field.
 
     name: demo
     output: data/demo            # a directory; relative paths are from the current one
@@ -12,6 +12,9 @@
 
 Task entries also take ``card`` (an expert card: its expert return replaces the
 windowed rule), ``sample`` (sample an RLlib expert's actions) and ``max_steps``.
+``text_model: PATH`` (top level, or per task) is the SentencePiece model that tokenizes
+text observations (BabyAI missions); by default kibble's own BabyAI model. The manifest
+records which model (file name and sha256) tokenized each task with text.
 Other keys are ignored (with a warning), so configs can carry notes of their own.
 """
 
@@ -44,13 +47,15 @@ class DatasetConfig:
     seed: int = 0
     """Base seed: episode seeds derive from (seed, task, episode index)."""
     fraction: float = DEFAULT_FRACTION
-    """Keep episodes with return >= fraction x expert return (SPEC section 3)."""
+    """Keep episodes with return >= fraction x expert return (docs/format.md section 10)."""
     episodes_per_shard: int = 25
     """Episodes per unit of parallel work."""
     num_envs: int = 4
     """Environments a worker steps together (one batched inference per step)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Keys kibble does not use, kept for the manifest."""
+    text_model: str | None = None
+    """SentencePiece model file for text observations (None: kibble's BabyAI model)."""
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -101,6 +106,7 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise KibbleError(f"{path}: tasks: expected a non-empty list of {{task, expert, episodes}}")
     known = {f.name for f in fields(TaskJob)}
+    text_model = _text_model(path, "text_model", raw.get("text_model"))
     jobs, seen = [], set()
     for i, entry in enumerate(tasks_raw):
         where = f"tasks[{i}]"
@@ -135,8 +141,26 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
                 card=entry.get("card"),
                 sample=bool(entry.get("sample", False)),
                 max_steps=entry.get("max_steps"),
+                text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
+                or text_model,
             )
         )
     used = {"name", "output", "seed", "filter", "tasks", "episodes_per_shard", "num_envs"}
-    extra = {k: v for k, v in raw.items() if k not in used}
-    return DatasetConfig(name, out, jobs, seed, float(fraction), per_shard, num_envs, extra)
+    extra = {k: v for k, v in raw.items() if k not in used | {"text_model"}}
+    return DatasetConfig(
+        name, out, jobs, seed, float(fraction), per_shard, num_envs, extra, text_model
+    )
+
+
+def _text_model(path: Path, where: str, value: Any) -> str | None:
+    """A SentencePiece model file, checked now (not on a worker an hour later)."""
+    if value is None:
+        return None
+    _want(path, where, value, str, "a SentencePiece model file path")
+    from kibble.tokenize.text import TextTokenizer
+
+    try:
+        TextTokenizer(value)
+    except KibbleError as e:
+        raise KibbleError(f"{path}: {where}: {e}") from e
+    return str(Path(value).resolve())

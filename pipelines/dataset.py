@@ -1,4 +1,4 @@
-"""Writing a curated dataset (SPEC section 7), and publishing it safely on any filesystem.
+"""Writing a curated dataset (docs/format.md section 9), and publishing it safely on any filesystem.
 
 The layout and every read (``join``, ``list_files``, ``read_manifest``) live in
 ``kibble.schemas.dataset``; this module writes and publishes.
@@ -45,6 +45,7 @@ from kibble.schemas.dataset import (
     list_files,
     resolve,
     sha256,
+    task_entries,
 )
 
 _DATASET_TOP = set(LAYOUT)
@@ -240,11 +241,10 @@ def write_dataset_card(root: str | os.PathLike, manifest: dict) -> None:
         "| threshold (rule) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for task, t in sorted(manifest["tasks"].items()):
-        rejected = ", ".join(f"{k}: {v}" for k, v in sorted(t["rejected"].items())) or "0"
+    for task, t in sorted(task_entries(manifest).items()):
         lines.append(
-            f"| {task} | {t['expert']} | {t['kept']} | {rejected} | {t['steps']} | "
-            f"{t['tokens']} | {_num(t['expert_return'])} | {_num(t['threshold'])} ({t['rule']}) |"
+            f"| {task} | {t.expert} | {t.kept} | {t.rejected_text()} | {t.steps:,} | "
+            f"{t.tokens:,} | {_num(t.expert_return)} | {_num(t.threshold)} ({t.rule}) |"
         )
     pngs = [p for p in list_files(join(root, RETURNS_DIR)) if p.endswith(".png")]
     lines += ["", "## Returns, kept vs rejected", ""]

@@ -1,4 +1,4 @@
-"""Gato's episode filter (SPEC section 3): the expert return and the keep threshold.
+"""Gato's episode filter (docs/format.md section 10): the expert return and the keep threshold.
 
 The expert return of a task is the maximum, over windows of W consecutive collected
 episodes, of the window's mean return, with W = max(1, min(1000, floor(0.1 * N)))

@@ -77,7 +77,7 @@ def curate(
             out_file = stages.shard_file(root, layout.DATA_DIR, job.task, 0)
             written = stages.finalize_shard(staging, kept, out_file)
             files = [out_file] if written else []
-            tasks[job.task] = stages.task_entry(job, outcomes, threshold, files)
+            tasks[job.task] = stages.task_entry(job, outcomes, threshold, files).to_dict()
             plots.return_histogram(root, job.task, outcomes, threshold)
             rejected += stages.rejected_rows(outcomes, threshold)
         dataset.remove(layout.join(root, STAGING))

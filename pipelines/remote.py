@@ -32,7 +32,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from kibble.errors import KibbleError
-from kibble.experts.sources import RANDOM, SCRIPTED
+from kibble.experts.sources import ExpertSource, parse_source
 from kibble.pipelines.stages import TaskJob
 from kibble.schemas import dataset as layout
 
@@ -108,10 +108,6 @@ def worker_args(args: list[str], output: str) -> list[str]:
     return [*args, f"--setup_file={setup_file}"]
 
 
-def _is_checkpoint_path(expert: str) -> bool:
-    return expert not in (RANDOM, SCRIPTED) and not layout.is_url(expert)
-
-
 def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
     """Copy local expert checkpoints under ``root/.experts/``; jobs that load them from there.
 
@@ -121,34 +117,46 @@ def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
     shipped: dict[str, str] = {}
     out = {}
     for job in jobs:
-        local = Path(job.expert)
-        if not _is_checkpoint_path(job.expert) or not local.is_dir():
+        source = parse_source(job.expert)
+        local = Path(source.location or "")
+        if not source.has_checkpoint or layout.is_url(source.location) or not local.exists():
             out[job.task] = job
             continue
         key = str(local.resolve())
         if key not in shipped:
             name = f"{len(shipped):02d}-{local.resolve().name}"
-            pafs.copy_files(
-                key,
-                f"{base}/{name}",
-                source_filesystem=pafs.LocalFileSystem(),
-                destination_filesystem=fs,
-            )
+            if local.is_dir():
+                pafs.copy_files(
+                    key,
+                    f"{base}/{name}",
+                    source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs,
+                )
+            else:
+                fs.create_dir(base, recursive=True)
+                with fs.open_output_stream(f"{base}/{name}") as f:
+                    f.write(local.read_bytes())
             shipped[key] = layout.join(root, EXPERTS, name)
-        out[job.task] = replace(job, expert=shipped[key])
+        out[job.task] = replace(job, expert=ExpertSource(source.kind, shipped[key]).text)
     return out
 
 
-def fetch_expert(source: str) -> str:
-    """A local directory holding the expert at ``source``: a URL is copied to local disk."""
-    if not layout.is_url(source):
-        return source
-    fs, path = layout.resolve(source)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        raise KibbleError(f"expert checkpoint {source} does not exist")
+def fetch_expert(location: str) -> str:
+    """A local path holding the checkpoint at ``location``: a URL is copied to local disk."""
+    if not layout.is_url(location):
+        return location
+    fs, path = layout.resolve(location)
+    kind = fs.get_file_info(path).type
+    if kind == pafs.FileType.NotFound:
+        raise KibbleError(f"expert checkpoint {location} does not exist")
     local = tempfile.mkdtemp(prefix="kibble-expert-")
-    pafs.copy_files(
-        path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
-    )
-    log.info("copied expert %s to %s", source, local)
+    if kind == pafs.FileType.File:
+        local = f"{local}/{path.rsplit('/', 1)[-1]}"
+        with fs.open_input_stream(path) as f, open(local, "wb") as g:
+            g.write(f.read())
+    else:
+        pafs.copy_files(
+            path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+        )
+    log.info("copied expert %s to %s", location, local)
     return local

@@ -33,10 +33,10 @@ from kibble.experts.policy import Policy
 from kibble.experts.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
-from kibble.pipelines.tokenizing import tokenize_episode
+from kibble.pipelines.tokenizing import text_model_record, tokenize_episode
 from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
-from kibble.schemas.dataset import join
+from kibble.schemas.dataset import TaskEntry, join
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer
@@ -59,6 +59,8 @@ class TaskJob:
     """Sample an RLlib expert's actions instead of acting greedily."""
     max_steps: int | None = None
     """Cut episodes at this many steps (neither terminated nor truncated then)."""
+    text_model: str | None = None
+    """SentencePiece model file for text observations (None: kibble's BabyAI model)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def rollout_shard(
     obs_space, act_space = task.spaces()
     if policy is None:
         policy = load_expert(task, job.expert, obs_space, act_space, sample=job.sample)
-    tokenizer = EpisodeTokenizer(obs_space, act_space)
+    tokenizer = EpisodeTokenizer(obs_space, act_space, job.text_model)
     jobs = [
         EpisodeJob(make_episode_id(job.task, base_seed, i), episode_seed(base_seed, job.task, i))
         for i in range(shard.start, shard.stop)
@@ -269,7 +271,7 @@ def task_entry(
     outcomes: list[EpisodeOutcome],
     threshold: Threshold,
     data_files: list[str | os.PathLike],
-) -> dict:
+) -> TaskEntry:
     """The task's manifest entry; checks that kept + rejected = planned."""
     kept = [o for o in outcomes if is_kept(o, threshold)]
     reasons = Counter(r["reason"] for r in rejected_rows(outcomes, threshold))
@@ -285,17 +287,18 @@ def task_entry(
         )
     if len(outcomes) != job.episodes or len(kept) + sum(reasons.values()) != job.episodes:
         raise RuntimeError(f"{job.task}: kept + rejected != planned")  # a kibble bug
-    return {
-        "expert": job.expert,
-        "planned": job.episodes,
-        "kept": len(kept),
-        "rejected": dict(sorted(reasons.items())),
-        "steps": steps,
-        "tokens": tokens,
-        "expert_return": threshold.expert_return,
-        "expert_return_source": threshold.source,
-        "random_return": threshold.random_return,
-        "fraction": threshold.fraction,
-        "threshold": threshold.threshold,
-        "rule": threshold.rule,
-    }
+    return TaskEntry(
+        expert=job.expert,
+        planned=job.episodes,
+        kept=len(kept),
+        rejected=dict(sorted(reasons.items())),
+        steps=steps,
+        tokens=tokens,
+        expert_return=threshold.expert_return,
+        expert_return_source=threshold.source,
+        random_return=threshold.random_return,
+        fraction=threshold.fraction,
+        threshold=threshold.threshold,
+        rule=threshold.rule,
+        extra=text_model_record(get_task(job.task).spaces()[0], job.text_model),
+    )

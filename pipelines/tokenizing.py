@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+from gymnasium import spaces
+
 from kibble.schemas.records import Episode, TokenizedEpisode
-from kibble.tokenize.episode import EpisodeTokenizer
+from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
+from kibble.tokenize.spaces import text_tokenizer
 
 
 def tokenize_episode(episode: Episode, tokenizer: EpisodeTokenizer) -> TokenizedEpisode:
@@ -17,3 +23,22 @@ def tokenize_episode(episode: Episode, tokenizer: EpisodeTokenizer) -> Tokenized
         terminated=episode.terminated,
         truncated=episode.truncated,
     )
+
+
+def text_model_record(observation_space: spaces.Space, text_model: str | None) -> dict:
+    """``{"text_model": {file, sha256, pieces}}`` for a task with text observations, else {}.
+
+    The manifest names the SentencePiece model that tokenized a task's text (by content:
+    the same ids need the same model), so a trainer or evaluator can check it has it.
+    """
+    leaves = SpaceTokenizer(observation_space, "observation", text_model).text_leaves
+    if not leaves:
+        return {}
+    path = Path(leaves[0].model_file)
+    return {
+        "text_model": {
+            "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "pieces": text_tokenizer(str(path)).vocab_size,
+        }
+    }

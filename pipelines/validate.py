@@ -1,4 +1,4 @@
-"""Episode validation (SPEC section 3): every episode is kept or rejected with a reason.
+"""Episode validation (docs/format.md section 10): every episode is kept or rejected with a reason.
 
 Checks, in order: non-empty; observations, actions and rewards have one entry per
 step; observations and rewards finite; every action inside the action space.

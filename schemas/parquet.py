@@ -30,7 +30,7 @@ COMPRESSION = "zstd"
 TARGET_ROW_GROUP_BYTES = 1 << 20
 # Never fewer rows than one training window spans, so a window never needs more
 # than two row groups.
-WINDOW_TOKENS = 1024  # Gato's context length (SPEC section 5)
+WINDOW_TOKENS = 1024  # Gato's context length (docs/format.md section 12)
 MAX_ROW_GROUP_ROWS = 1 << 16
 # Columns whose values rarely repeat: dictionary encoding would only cost time.
 _NO_DICTIONARY = {"images", "observation", "action", "reward"}

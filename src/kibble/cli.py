@@ -1,4 +1,4 @@
-"""The ``kibble`` command line (SPEC section 8).
+"""The ``kibble`` command line (the README's Commands table).
 
 Every command has ``--help``. A user error (``KibbleError``) ends in a one-paragraph
 message on stderr and exit status 1, never a traceback; anything else is a bug and
@@ -189,14 +189,16 @@ def expert_eval(
     from rich.progress import Progress
 
     from kibble.experts.card import make_card, write_card
+    from kibble.experts.sources import parse_source
 
     if out.is_dir():
         raise KibbleError(f"--out {out} is a directory; give the card's file name")
-    if expert not in ("random", "scripted"):
+    src = parse_source(expert)
+    if src.uses_ray:
         _quiet_ray()
-    total = episodes if expert == "random" else 2 * episodes
+    total = episodes if src.is_random else 2 * episodes
     with Progress(console=_stderr()) as bar:
-        label = expert if expert == "random" else f"{expert} and random"
+        label = expert if src.is_random else f"{expert} and random"
         job = bar.add_task(f"evaluating {label}", total=total)
         card = make_card(
             task, expert, episodes, seed, num_envs, lambda _: bar.advance(job), sample, max_steps
@@ -233,9 +235,11 @@ def rollout(
     """Roll an expert out in one process (no Beam): validate, filter, tokenize, write a dataset."""
     from rich.progress import Progress
 
+    from kibble.experts.sources import parse_source
     from kibble.pipelines.local import TaskJob, curate
+    from kibble.schemas.dataset import task_entries
 
-    if expert not in ("random", "scripted"):
+    if parse_source(expert).uses_ray:
         _quiet_ray()
     job = TaskJob(task, expert, episodes, str(card) if card else None, sample, max_steps)
     with Progress(console=_stderr()) as bar:
@@ -243,13 +247,8 @@ def rollout(
         manifest = curate(
             out.name, [job], out, seed, fraction, num_envs, lambda _: bar.advance(progress)
         )
-    t = manifest["tasks"][task]
-    rejected = ", ".join(f"{k} {v}" for k, v in t["rejected"].items()) or "none"
-    typer.echo(
-        f"{task}: kept {t['kept']} of {t['planned']} episodes (rejected: {rejected}); "
-        f"{t['steps']} steps, {t['tokens']} tokens; threshold {t['threshold']} ({t['rule']}); "
-        f"wrote {out}"
-    )
+    t = task_entries(manifest)[task]
+    typer.echo(f"{task}: {t.counts()}; threshold {t.threshold} ({t.rule}); wrote {out}")
 
 
 @pipeline_app.command(
@@ -268,12 +267,14 @@ def pipeline_run(
     Options kibble does not know go to Beam, e.g. --direct_num_workers=1, or
     --runner DataflowRunner --project P --region R --temp_location gs://B/tmp.
     """
+    from kibble.experts.sources import parse_source
     from kibble.pipelines.beam_job import run
     from kibble.pipelines.config import load_config
+    from kibble.schemas.dataset import task_entries
 
     cfg = load_config(config, output=out)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)  # worker chatter, not news
-    if any(job.expert not in ("random", "scripted") for job in cfg.tasks):
+    if any(parse_source(job.expert).uses_ray for job in cfg.tasks):
         _quiet_ray()
     typer.echo(
         f"{cfg.name}: {sum(j.episodes for j in cfg.tasks)} episodes of {len(cfg.tasks)} task(s) "
@@ -281,12 +282,8 @@ def pipeline_run(
         err=True,
     )
     manifest = run(cfg, ctx.args)
-    for task, t in manifest["tasks"].items():
-        rejected = ", ".join(f"{k} {v}" for k, v in t["rejected"].items()) or "none"
-        typer.echo(
-            f"{task}: kept {t['kept']} of {t['planned']} (rejected: {rejected}); "
-            f"{t['steps']} steps, {t['tokens']} tokens"
-        )
+    for task, t in task_entries(manifest).items():
+        typer.echo(f"{task}: {t.counts()}")
     typer.echo(f"wrote {cfg.output}")
 
 

@@ -317,7 +317,7 @@ def test_expert_checkpoints_ship_through_the_output_filesystem(tmp_path):
         assert (local / "kibble_expert.json").is_file()
     finally:
         shutil.rmtree(local)
-    assert remote.fetch_expert("random") == "random"
+    assert remote.fetch_expert("local/dir") == "local/dir"
     with pytest.raises(KibbleError, match="does not exist"):
         remote.fetch_expert(f"file://{tmp_path}/nothing")
 
