@@ -1,4 +1,4 @@
-"""Expert cards: how good an expert is on a task, measured, as JSON (SPEC section 2).
+"""Expert cards: how good an expert is on a task, measured, as JSON (docs/format.md section 13).
 
 A card records, for one task and one expert source, the return over N evaluation
 episodes (mean, std, min, max), the success rate where the environment reports
@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from kibble.errors import KibbleError
 from kibble.experts.evaluation import evaluate, success_rate
 from kibble.experts.sources import parse_source
 from kibble.schemas.records import Episode
+from kibble.versions import package_versions
 
 CARD_VERSION = "1"
 _VERSIONED_PACKAGES = (
@@ -74,16 +74,6 @@ class ExpertCard:
         return cls(**d)
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in _VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def make_card(
     task_id: str,
     source: str,
@@ -116,7 +106,7 @@ def make_card(
         success_rate=success_rate(expert),
         random_success_rate=success_rate(rand),
         length_mean=float(np.mean([e.length for e in expert])),
-        versions=package_versions(),
+        versions=package_versions(_VERSIONED_PACKAGES),
         max_steps=max_steps,
     )
 

@@ -29,7 +29,7 @@ from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.pipelines.filtering import DEFAULT_FRACTION
 from kibble.pipelines.stages import TaskJob
-from kibble.yaml_file import read_yaml
+from kibble.yaml_file import read_yaml, want
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +63,22 @@ class DatasetConfig:
         return asdict(self)
 
 
-def _want(path: Path, where: str, value: Any, kind: type | tuple, what: str) -> Any:
-    # bool is an int to Python; no setting read through here wants one.
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise KibbleError(f"{path}: {where}: expected {what}, got {value!r}")
-    return value
-
-
 def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
     """Read and check a dataset config; ``output`` overrides the file's."""
     path = Path(path)
     raw = read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise KibbleError(f"{path}: expected a mapping of settings (name, output, tasks, ...)")
-    name = _want(path, "name", raw.get("name", path.stem), str, "a string")
+    name = want(path, "name", raw.get("name", path.stem), str, "a string")
     out = output if output is not None else raw.get("output")
     if out is None:
         raise KibbleError(f"{path}: output: missing; give the dataset directory (or --out)")
-    _want(path, "output", out, str, "a directory path")
-    seed = _want(path, "seed", raw.get("seed", 0), int, "a non-negative integer")
+    want(path, "output", out, str, "a directory path")
+    seed = want(path, "seed", raw.get("seed", 0), int, "a non-negative integer")
     if seed < 0:
         raise KibbleError(f"{path}: seed: expected a non-negative integer, got {seed}")
-    filt = _want(
-        path, "filter", raw.get("filter", {}) or {}, dict, "a mapping like {fraction: 0.8}"
-    )
-    fraction = _want(
+    filt = want(path, "filter", raw.get("filter", {}) or {}, dict, "a mapping like {fraction: 0.8}")
+    fraction = want(
         path,
         "filter.fraction",
         filt.get("fraction", DEFAULT_FRACTION),
@@ -96,10 +87,10 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
     )
     if not 0 < fraction <= 1:
         raise KibbleError(f"{path}: filter.fraction: expected a number in (0, 1], got {fraction}")
-    per_shard = _want(
+    per_shard = want(
         path, "episodes_per_shard", raw.get("episodes_per_shard", 25), int, "a positive integer"
     )
-    num_envs = _want(path, "num_envs", raw.get("num_envs", 4), int, "a positive integer")
+    num_envs = want(path, "num_envs", raw.get("num_envs", 4), int, "a positive integer")
     if per_shard < 1 or num_envs < 1:
         raise KibbleError(f"{path}: episodes_per_shard and num_envs must be at least 1")
     tasks_raw = raw.get("tasks")
@@ -110,11 +101,11 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
     jobs, seen = [], set()
     for i, entry in enumerate(tasks_raw):
         where = f"tasks[{i}]"
-        _want(path, where, entry, dict, "a mapping {task, expert, episodes}")
+        want(path, where, entry, dict, "a mapping {task, expert, episodes}")
         for key in ("task", "expert", "episodes"):
             if key not in entry:
                 raise KibbleError(f"{path}: {where}.{key}: missing")
-        task = _want(path, f"{where}.task", entry["task"], str, "a task id like gym/CartPole-v1")
+        task = want(path, f"{where}.task", entry["task"], str, "a task id like gym/CartPole-v1")
         try:
             get_task(task)
         except KibbleError as e:
@@ -122,10 +113,10 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
         if task in seen:
             raise KibbleError(f"{path}: {where}.task: {task} is listed twice")
         seen.add(task)
-        expert = _want(
+        expert = want(
             path, f"{where}.expert", entry["expert"], str, "a checkpoint path, scripted or random"
         )
-        episodes = _want(path, f"{where}.episodes", entry["episodes"], int, "a positive integer")
+        episodes = want(path, f"{where}.episodes", entry["episodes"], int, "a positive integer")
         if episodes < 1:
             raise KibbleError(
                 f"{path}: {where}.episodes: expected a positive integer, got {episodes}"
@@ -156,7 +147,7 @@ def _text_model(path: Path, where: str, value: Any) -> str | None:
     """A SentencePiece model file, checked now (not on a worker an hour later)."""
     if value is None:
         return None
-    _want(path, where, value, str, "a SentencePiece model file path")
+    want(path, where, value, str, "a SentencePiece model file path")
     from kibble.tokenize.text import TextTokenizer
 
     try:

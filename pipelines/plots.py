@@ -15,7 +15,7 @@ import numpy as np
 
 from kibble.pipelines.dataset import write_bytes
 from kibble.pipelines.stages import EpisodeOutcome, Threshold, is_kept
-from kibble.schemas.dataset import RETURNS_DIR, join
+from kibble.schemas.dataset import RETURNS_DIR, join, task_dir_name
 
 log = logging.getLogger(__name__)
 PLOTS_DIR = RETURNS_DIR
@@ -57,6 +57,6 @@ def return_histogram(
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    path = join(root, PLOTS_DIR, f"{task.replace('/', '__')}.png")
+    path = join(root, PLOTS_DIR, f"{task_dir_name(task)}.png")
     write_bytes(path, png.getvalue())
     return path

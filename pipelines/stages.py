@@ -36,7 +36,7 @@ from kibble.pipelines import filtering
 from kibble.pipelines.tokenizing import text_model_record, tokenize_episode
 from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
-from kibble.schemas.dataset import TaskEntry, join
+from kibble.schemas.dataset import TaskEntry, join, task_dir_name
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer
@@ -114,7 +114,7 @@ def plan_shards(job: TaskJob, episodes_per_shard: int) -> list[Shard]:
 
 def shard_name(directory: str, task: str, shard: int) -> str:
     """``directory/<task>/part-NNNNN.parquet``, relative to the dataset."""
-    return f"{directory}/{task.replace('/', '__')}/part-{shard:05d}.parquet"
+    return f"{directory}/{task_dir_name(task)}/part-{shard:05d}.parquet"
 
 
 def shard_file(root: str | os.PathLike, directory: str, task: str, shard: int) -> str:

@@ -1,4 +1,4 @@
-"""The mixture file (SPEC 8) and the model sizes (SPEC 5), as checked dataclasses.
+"""The mixture file (docs/format.md §14) and the model sizes (§12), as checked dataclasses.
 
 A mixture says which curated datasets to train on, with what weights, and how::
 
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from kibble.errors import KibbleError
-from kibble.yaml_file import read_yaml
+from kibble.yaml_file import read_yaml, want
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The transformer's shape; the embedding and patch sizes follow SPEC 4."""
+    """The transformer's shape; the embedding and patch sizes follow docs/format.md §5."""
 
     layers: int = 4
     heads: int = 4
@@ -48,7 +48,7 @@ class ModelConfig:
             raise KibbleError(f"model: width {self.width} must be divisible by heads {self.heads}")
 
 
-# Gato's sizes (SPEC 5) and small ones that train on a CPU in minutes.
+# Gato's sizes (docs/format.md §12) and small ones that train on a CPU in minutes.
 MODEL_SIZES: dict[str, ModelConfig] = {
     "tiny": ModelConfig(layers=4, heads=4, width=128, ff=512),
     "small": ModelConfig(layers=6, heads=8, width=256, ff=1024),
@@ -113,14 +113,6 @@ class MixtureConfig:
         return parse_mixture(d, where)
 
 
-def _want(where: str, key: str, value: Any, types: type | tuple, expected: str) -> Any:
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise KibbleError(f"{where}: {key}: expected {expected}, got {value!r}")
-    if not isinstance(value, types):
-        raise KibbleError(f"{where}: {key}: expected {expected}, got {value!r}")
-    return value
-
-
 def _number(value: Any) -> Any:
     """YAML reads ``1e-3`` (no dot) as a string; accept it as the number it means."""
     if isinstance(value, str):
@@ -150,7 +142,7 @@ def _model(where: str, raw: Any) -> tuple[str, ModelConfig]:
         values = {**asdict(base), **raw}
         for k, v in values.items():
             if k != "dropout":
-                _want(where, f"model.{k}", v, int, "a positive integer")
+                want(where, f"model.{k}", v, int, "a positive integer")
                 if v < 1:
                     raise KibbleError(f"{where}: model.{k}: expected a positive integer, got {v}")
         return "custom", ModelConfig(**values)
@@ -172,14 +164,14 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
     for i, entry in enumerate(ds_raw):
         if isinstance(entry, str):
             entry = {"path": entry}
-        _want(where, f"datasets[{i}]", entry, dict, "a mapping {path, weight}")
+        want(where, f"datasets[{i}]", entry, dict, "a mapping {path, weight}")
         extra = sorted(set(entry) - {"path", "weight"})
         if extra:
             raise KibbleError(f"{where}: datasets[{i}]: unknown key(s) {extra}")
         if "path" not in entry:
             raise KibbleError(f"{where}: datasets[{i}].path: missing")
-        p = _want(where, f"datasets[{i}].path", entry["path"], str, "a dataset directory")
-        w = _want(where, f"datasets[{i}].weight", entry.get("weight", 1.0), (int, float), "> 0")
+        p = want(where, f"datasets[{i}].path", entry["path"], str, "a dataset directory")
+        w = want(where, f"datasets[{i}].weight", entry.get("weight", 1.0), (int, float), "> 0")
         if w <= 0:
             raise KibbleError(f"{where}: datasets[{i}].weight: expected > 0, got {w}")
         datasets.append(DatasetSpec(p, float(w)))
@@ -191,24 +183,24 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
     positive_ints = ("context", "batch_size", "steps", "log_every", "checkpoint_every")
     for key in (*positive_ints, "cache_row_groups"):
         if key in raw:
-            v = _want(where, key, raw[key], int, "a positive integer")
+            v = want(where, key, raw[key], int, "a positive integer")
             if v < 1:
                 raise KibbleError(f"{where}: {key}: expected a positive integer, got {v}")
             values[key] = v
     for key in ("warmup_steps", "seed"):
         if raw.get(key) is not None:
-            v = _want(where, key, raw[key], int, "a non-negative integer")
+            v = want(where, key, raw[key], int, "a non-negative integer")
             if v < 0:
                 raise KibbleError(f"{where}: {key}: expected a non-negative integer, got {v}")
             values[key] = v
     for key in ("learning_rate", "min_learning_rate", "weight_decay", "grad_clip", "max_minutes"):
         if raw.get(key) is not None:
-            v = _want(where, key, _number(raw[key]), (int, float), "a non-negative number")
+            v = want(where, key, _number(raw[key]), (int, float), "a non-negative number")
             if v < 0:
                 raise KibbleError(f"{where}: {key}: expected a non-negative number, got {v}")
             values[key] = float(v)
     if "prompt_fraction" in raw:
-        v = _want(where, "prompt_fraction", raw["prompt_fraction"], (int, float), "in [0, 1]")
+        v = want(where, "prompt_fraction", raw["prompt_fraction"], (int, float), "in [0, 1]")
         if not 0 <= v <= 1:
             raise KibbleError(f"{where}: prompt_fraction: expected a number in [0, 1], got {v}")
         values["prompt_fraction"] = float(v)
@@ -218,9 +210,9 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
             raise KibbleError(f"{where}: betas: expected two numbers like [0.9, 0.95], got {b!r}")
         values["betas"] = (float(b[0]), float(b[1]))
     if "device" in raw:
-        values["device"] = _want(where, "device", raw["device"], str, "auto, cpu or cuda[:N]")
+        values["device"] = want(where, "device", raw["device"], str, "auto, cpu or cuda[:N]")
     if raw.get("compile") is not None:
-        values["compile"] = _want(where, "compile", raw["compile"], bool, "true or false")
+        values["compile"] = want(where, "compile", raw["compile"], bool, "true or false")
     return MixtureConfig(**values)
 
 

@@ -4,7 +4,7 @@ The model acts as Gato does: its context starts with a demonstration (the last t
 of an episode of the same task from the training data), then the episode so far; each
 action token is decoded greedily, one at a time, among the ids that are legal at that
 position (discrete values below n, or the 1024 continuous bins), and the tokens become an
-environment action through the task's tokenizer (SPEC 4). Environments run in lockstep,
+environment action through the task's tokenizer (docs/format.md §3-4). Environments run in lockstep,
 one batched forward pass per action token, through the same rollout code as the experts.
 """
 
@@ -25,6 +25,7 @@ from kibble.errors import KibbleError
 from kibble.experts.card import read_card
 from kibble.experts.evaluation import evaluate, evaluate_policy
 from kibble.experts.rollout import stack_values
+from kibble.schemas.dataset import task_dir_name
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer, TokenizedSteps
 from kibble.tokenize.spaces import DiscreteCodec
@@ -98,9 +99,12 @@ class GatoPolicy:
         self.run = run
         self.device = device
         entry = run.task_entry(task)
+        _check_text_model(task, entry.get("text_model"))
         self.tokenizer = EpisodeTokenizer(*get_task(task).spaces())
         found = (self.tokenizer.n_observation_tokens, self.tokenizer.n_action_tokens)
         trained = (entry["n_observation_tokens"], entry["n_action_tokens"])
+        if found[0] is None:  # text observations: the count varies with the text
+            found = (trained[0], found[1])
         if found != trained:
             raise KibbleError(
                 f"{task}: the environment's spaces give {found[0]} observation and {found[1]} "
@@ -108,7 +112,7 @@ class GatoPolicy:
                 f"{trained[1]}; the installed environment differs from the one curated"
             )
         self.task = task
-        self.k = self.tokenizer.tokens_per_timestep
+        self.k = trained[0] + 1 + trained[1]  # the longest timestep, for text observations
         steps = max(1, run.config.context // self.k)
         # As in training: half the context is the prompt, the rest the episode so far.
         self.prompt_steps = steps // 2 if steps >= 2 else 0
@@ -172,6 +176,24 @@ class GatoPolicy:
             del self.history[slot][: -self.history_steps]
             actions.append(self.tokenizer.decode_action(cur.action_tokens[0]))
         return actions
+
+
+def _check_text_model(task: str, record: dict | None) -> None:
+    """The run's text ids must come from the model this evaluator tokenizes with."""
+    if not record:
+        return
+    from hashlib import sha256
+
+    from kibble.tokenize.text import DEFAULT_TEXT_MODEL
+
+    ours = sha256(DEFAULT_TEXT_MODEL.read_bytes()).hexdigest()
+    if record.get("sha256") != ours:
+        raise KibbleError(
+            f"{task}: its dataset's text was tokenized with {record.get('file')} (sha256 "
+            f"{record.get('sha256')}), but evaluation tokenizes missions with kibble's "
+            f"{DEFAULT_TEXT_MODEL.name} (sha256 {ours}); evaluate tasks curated with the "
+            "default text model"
+        )
 
 
 def _baselines(
@@ -239,7 +261,7 @@ def write_report(run_dir: Path, rows: list[dict]) -> dict:
     out = Path(run_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     for r in rows:
-        (out / f"{r['task'].replace('/', '__')}.json").write_text(json.dumps(r, indent=2) + "\n")
+        (out / f"{task_dir_name(r['task'])}.json").write_text(json.dumps(r, indent=2) + "\n")
     summary = summarize(rows)
     (out / "summary.json").write_text(json.dumps({"rows": rows, **summary}, indent=2) + "\n")
     (out / "scores.md").write_text(score_table(rows, summary) + "\n")

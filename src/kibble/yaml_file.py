@@ -1,4 +1,5 @@
-"""Reading a user's YAML file (dataset configs, mixtures) with errors that name it."""
+"""Reading a user's YAML file (dataset configs, mixtures) with errors that name it,
+and checking the type of each setting read from it."""
 
 from __future__ import annotations
 
@@ -19,3 +20,14 @@ def read_yaml(path: str | Path, what: str) -> Any:
         raise KibbleError(f"{what} {path} does not exist") from e
     except yaml.YAMLError as e:
         raise KibbleError(f"{path} is not valid YAML: {e}") from e
+
+
+def want(where: str | Path, key: str, value: Any, kind: type | tuple, what: str) -> Any:
+    """``value`` if it is a ``kind``, else a KibbleError "WHERE: KEY: expected WHAT, got V".
+
+    ``bool`` is an ``int`` to Python; a bool is accepted only where ``kind`` names bool.
+    """
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kind):
+        raise KibbleError(f"{where}: {key}: expected {what}, got {value!r}")
+    return value

@@ -18,16 +18,16 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 
 from kibble.errors import KibbleError
+from kibble.tokenize.spaces import is_image_space
+from kibble.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "dmc": ("kibble.envs.family_dmc", "dmc"),
     "metaworld": ("kibble.envs.family_metaworld", "metaworld"),
     "procgen": ("kibble.envs.family_procgen", "procgen"),
+    "babyai": ("kibble.envs.family_babyai", "babyai"),
 }
 
 
@@ -112,13 +113,8 @@ class _DescriptionCache:
 
 
 def _package_versions() -> str:
-    out = []
-    for name in ("kibble", "gymnasium", "ale-py", "dm-control", "metaworld", "procgen2", "mujoco"):
-        try:
-            out.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return ",".join(out)
+    packages = ("kibble", "gymnasium", "ale-py", "dm-control", "metaworld", "procgen2", "mujoco")
+    return ",".join(f"{k}={v}" for k, v in package_versions((*packages, "minigrid")).items())
 
 
 @functools.cache
@@ -188,7 +184,7 @@ def make_env(task_id: str, **options: Any) -> gym.Env:
 def describe_space(space: spaces.Space) -> str:
     """A short description: ``Box(4,) float32``, ``Discrete(2)``, ``image 80x80x1``."""
     if isinstance(space, spaces.Box):
-        if space.dtype == np.uint8 and len(space.shape) in (2, 3):
+        if is_image_space(space):
             return "image " + "x".join(map(str, space.shape))
         bounded = "bounded" if space.is_bounded("both") else "unbounded"
         return f"Box{tuple(space.shape)} {space.dtype} {bounded}"
