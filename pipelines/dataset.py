@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 import kibble
+from kibble.atomic import swap_in
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
 from kibble.schemas.dataset import (
@@ -128,14 +128,7 @@ def publish(staging: str | os.PathLike, out: str | os.PathLike) -> None:
         fs, src = resolve(staging)
         publish_by_copy(fs, src, resolve(out)[1])
         return
-    staging, out = Path(staging), Path(out)
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    swap_in(staging, out)
 
 
 def publish_by_copy(fs: pafs.FileSystem, src: str, dst: str) -> None:

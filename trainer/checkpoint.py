@@ -14,7 +14,6 @@ It is written into a fresh folder and swapped in, so a killed run keeps the last
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from kibble.atomic import swap_in
 from kibble.errors import KibbleError
 from kibble.trainer.config import MixtureConfig, ModelConfig
 from kibble.trainer.model import Gato
@@ -79,11 +79,7 @@ def save_checkpoint(
     }
     (tmp / STATE).write_text(json.dumps(state) + "\n")
     final = run_dir / CHECKPOINT
-    old = run_dir / f".{CHECKPOINT}.old-{uuid.uuid4().hex[:8]}"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, final)
     return final
 
 
