@@ -94,6 +94,9 @@ class Threshold:
     fraction: float
     threshold: float | None
     rule: str
+    defining: tuple[int, ...] = ()
+    """Episode indexes of the best window (windowed rule): they define the expert
+    return, so they are kept whatever the threshold."""
 
 
 def episode_seed(base_seed: int, task: str, index: int) -> int:
@@ -200,23 +203,27 @@ def task_threshold(
     valid = sorted((o for o in outcomes if o.reason is None), key=lambda o: o.index)
     if card is None and job.card:
         card = read_card(job.card)
+    returns = [o.episode_return for o in valid]
+    defining: tuple[int, ...] = ()
     if card is not None:
         expert, source = card.expert_return.mean, "card"
     elif valid:
-        expert = filtering.windowed_expert_return([o.episode_return for o in valid])
-        source = "windowed"
+        window = filtering.best_window(returns)
+        expert, source = filtering.windowed_expert_return(returns), "windowed"
+        defining = tuple(valid[i].index for i in window)
     else:
         return Threshold(None, "none", None, fraction, None, "no_valid_episodes")
     random_return = card.random_return.mean if card is not None else None
-    value, rule = filtering.threshold(expert, random_return, fraction)
-    return Threshold(expert, source, random_return, fraction, value, rule)
+    lowest = min(returns) if returns else None
+    value, rule = filtering.threshold(expert, random_return, fraction, lowest)
+    return Threshold(expert, source, random_return, fraction, value, rule, defining)
 
 
 def is_kept(outcome: EpisodeOutcome, threshold: Threshold) -> bool:
     return (
         outcome.reason is None
         and threshold.threshold is not None
-        and outcome.episode_return >= threshold.threshold
+        and (outcome.episode_return >= threshold.threshold or outcome.index in threshold.defining)
     )
 
 

@@ -1,12 +1,17 @@
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from kibble.pipelines.filtering import (
     FRACTION_OF_EXPERT,
+    LOWEST_PLUS_GAP,
     RANDOM_PLUS_GAP,
+    best_window,
     threshold,
     window_size,
     windowed_expert_return,
 )
+from kibble.pipelines.stages import EpisodeOutcome, TaskJob, is_kept, task_threshold
 
 
 @pytest.mark.parametrize(
@@ -34,5 +39,43 @@ def test_threshold_rules_and_edges():
     # Not positive: random + fraction * (expert - random), whatever the fraction of 0 is.
     assert threshold(0.0, -10.0, 0.8) == pytest.approx((-2.0, RANDOM_PLUS_GAP))
     assert threshold(-20.0, -100.0, 0.5) == (-60.0, RANDOM_PLUS_GAP)
-    # No random return known: measured from 0.
-    assert threshold(-20.0, None, 0.8) == (-16.0, RANDOM_PLUS_GAP)
+    # No random return known: measured from the lowest valid return, never from 0
+    # (from 0 the bar would be -400 for Acrobot's -500 episodes: all rejected).
+    assert threshold(-500.0, None, 0.8, lowest_return=-500.0) == (-500.0, LOWEST_PLUS_GAP)
+    assert threshold(-20.0, None, 0.5, lowest_return=-100.0) == (-60.0, LOWEST_PLUS_GAP)
+
+
+def test_best_window_is_where_the_expert_return_comes_from():
+    returns = [1.0] * 10 + [9.0, 9.0] + [1.0] * 8  # W = 2
+    assert best_window(returns) == range(10, 12)
+
+
+_returns = st.lists(
+    st.floats(-1e4, 1e4, allow_nan=False, allow_subnormal=False), min_size=1, max_size=200
+)
+
+
+@given(_returns, st.floats(0.0, 1.0), st.sets(st.integers(0, 199), max_size=20))
+# W = 2: the best window is (1, 10), mean 5.5, bar 4.4: its 1.0 must still be kept.
+@example(returns=[1.0] * 18 + [10.0, 0.0], fraction=0.8, invalid=set())
+def test_the_episodes_that_define_the_expert_return_pass_their_own_filter(
+    returns, fraction, invalid
+):
+    # Gato's filter must never reject the episodes its expert return comes from, whatever
+    # the returns' signs and the fraction (with base 0, Acrobot's -500s were all rejected).
+    outcomes = [
+        EpisodeOutcome("t/x", f"e{i}", i, r, 1, "non_finite" if i in invalid else None)
+        for i, r in enumerate(returns)
+    ]
+    valid = [o for o in outcomes if o.reason is None]
+    t = task_threshold(TaskJob("t/x", "random", len(returns)), outcomes, fraction)
+    if not valid:
+        assert t.threshold is None
+        return
+    window = best_window([o.episode_return for o in valid])
+    assert t.expert_return == pytest.approx(
+        windowed_expert_return([o.episode_return for o in valid])
+    )
+    for position in window:
+        assert is_kept(valid[position], t)
+    assert not any(is_kept(o, t) for o in outcomes if o.reason is not None)
