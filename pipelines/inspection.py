@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
 from kibble.schemas import dataset as layout
-from kibble.schemas.dataset import DATA_DIR, REJECTED_DIR
+from kibble.schemas.dataset import DATA_DIR, MANIFEST, REJECTED_DIR
 from kibble.schemas.parquet import read_schema_version
 from kibble.schemas.validate import validate_file
 
@@ -45,10 +46,11 @@ class Inspection:
     manifest: dict | None
 
 
-def inspect_dataset(root: str | os.PathLike) -> Inspection:
-    """Summarise every task and validate every file; problems are listed, not raised.
+def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
+    """Summarise every task, validate every file and verify it against the manifest.
 
-    ``root`` is a local path or a URL (``gs://``, ``s3://``, ``file:///``).
+    Problems are listed, not raised. ``quick`` skips hashing (rows, bytes and counts are
+    still compared). ``root`` is a local path or a URL (``gs://``, ``s3://``, ``file:///``).
     """
     root = os.fspath(root)
     fs, base = layout.resolve(root)
@@ -86,12 +88,73 @@ def inspect_dataset(root: str | os.PathLike) -> Inspection:
             ):
                 summary = tasks.setdefault(task, TaskSummary(task))
                 summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
-    if manifest:
-        present = set(files)
-        for entry in manifest.get("files", []):
-            if entry["path"] not in present:
-                problems.append(f"{entry['path']} is in the manifest but missing")
+    if manifest is not None:
+        problems += verify_files(root, manifest, files, quick)
+        problems += verify_counts(manifest, tasks)
     return Inspection(root, versions, tasks, problems, manifest)
+
+
+def verify_files(root: str, manifest: dict, present: list[str], quick: bool = False) -> list[str]:
+    """Each file the manifest lists exists with its rows, bytes and sha256; none unlisted."""
+    entries = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        return [f"{MANIFEST} has no list of files: it is damaged or not a kibble manifest"]
+    fs, base = layout.resolve(root)
+    problems, listed = [], set()
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"path", "rows", "bytes", "sha256"} <= set(entry):
+            problems.append(f"{MANIFEST}: a file entry lacks path, rows, bytes or sha256: {entry}")
+            continue
+        rel = entry["path"]
+        listed.add(rel)
+        if rel not in present:
+            problems.append(f"{rel} is in the manifest but missing")
+            continue
+        path = f"{base.rstrip('/')}/{rel}"
+        size = fs.get_file_info(path).size
+        if size != entry["bytes"]:
+            problems.append(f"{rel}: {size} bytes, the manifest says {entry['bytes']}")
+        try:
+            with fs.open_input_file(path) as f:
+                rows = pq.ParquetFile(f).metadata.num_rows
+        except (OSError, pa.ArrowException) as e:
+            problems.append(f"{rel}: not a readable Parquet file ({e})")
+            continue
+        if rows != entry["rows"]:
+            problems.append(f"{rel}: {rows} rows, the manifest says {entry['rows']}")
+        if not quick and layout.sha256(layout.join(root, rel)) != entry["sha256"]:
+            problems.append(
+                f"{rel}: its sha256 differs from the manifest's: the file changed after it "
+                "was written (corrupted or edited); curate the dataset again"
+            )
+    problems += [f"{rel} is not in the manifest" for rel in present if rel not in listed]
+    return problems
+
+
+def verify_counts(manifest: dict, tasks: dict[str, TaskSummary]) -> list[str]:
+    """The manifest's per-task counts equal what the files hold."""
+    try:
+        entries = layout.task_entries(manifest, MANIFEST)
+    except KibbleError as e:
+        return [str(e)]
+    problems = []
+    for task in sorted(set(entries) | set(tasks)):
+        entry, found = entries.get(task), tasks.get(task)
+        if entry is None:
+            problems.append(f"{task}: in the files but not in the manifest")
+            continue
+        found = found or TaskSummary(task)
+        for what, said, seen in (
+            ("kept episodes", entry.kept, found.kept),
+            ("steps", entry.steps, found.steps),
+            ("tokens", entry.tokens, found.tokens),
+            ("rejected episodes by reason", entry.rejected, found.rejected),
+        ):
+            if said != seen:
+                problems.append(f"{task}: the manifest says {said} {what}, the files hold {seen}")
+        if entry.kept + sum(entry.rejected.values()) != entry.planned:
+            problems.append(f"{task}: kept + rejected != planned ({entry.planned}) in the manifest")
+    return problems
 
 
 def _add_data_file(fs: pafs.FileSystem, path: str, tasks: dict[str, TaskSummary]) -> None:

@@ -1,0 +1,82 @@
+"""`kibble inspect` verifies a dataset against its manifest: nothing recorded goes unchecked."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from kibble.pipelines.inspection import inspect_dataset
+from kibble.pipelines.local import TaskJob, curate
+
+DATA = "data/gym__CartPole-v1/part-00000.parquet"
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inspect") / "ds"
+    curate("t", [TaskJob("gym/CartPole-v1", "random", 12)], out)
+    return out
+
+
+@pytest.fixture
+def ds(clean, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(clean, copy)
+    return copy
+
+
+def _flip_a_byte_in_the_middle(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(ds, edit):
+    manifest = json.loads((ds / "manifest.json").read_text())
+    edit(manifest)
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_clean_dataset_has_no_problems(clean):
+    assert inspect_dataset(clean).problems == []
+
+
+def test_a_flipped_byte_is_caught_by_the_checksum_not_by_quick(ds):
+    _flip_a_byte_in_the_middle(ds / DATA)
+    problems = inspect_dataset(ds).problems
+    assert any(DATA in p and "sha256" in p for p in problems), problems
+    assert not any("sha256" in p for p in inspect_dataset(ds, quick=True).problems)
+
+
+@pytest.mark.parametrize(
+    ("edit", "phrase"),
+    [
+        (lambda m: m["tasks"]["gym/CartPole-v1"].update(kept=11), "kept episodes"),
+        (lambda m: m["tasks"]["gym/CartPole-v1"].update(steps=1), "steps"),
+        (lambda m: m["tasks"]["gym/CartPole-v1"].update(tokens=1), "tokens"),
+        (lambda m: m["files"][0].update(rows=m["files"][0]["rows"] + 1), "rows"),
+        (lambda m: m["files"][0].update(bytes=1), "bytes"),
+        (lambda m: m["files"][0].update(sha256="0" * 64), "sha256"),
+        (lambda m: m["files"][0].pop("rows"), "lacks"),
+        (lambda m: m["files"].pop(0), "not in the manifest"),
+        (lambda m: m["tasks"]["gym/CartPole-v1"].pop("planned"), "lacks planned"),
+        (lambda m: m.update(tasks=[1, 2]), "tasks"),
+        (lambda m: m.update(files={}), "no list of files"),
+    ],
+)
+def test_an_edited_manifest_is_caught(ds, edit, phrase):
+    _edit_manifest(ds, edit)
+    problems = inspect_dataset(ds).problems
+    assert any(phrase in p for p in problems), problems
+
+
+def test_the_command_exits_1_naming_each_mismatch(ds):
+    _flip_a_byte_in_the_middle(ds / DATA)
+    _edit_manifest(ds, lambda m: m["tasks"]["gym/CartPole-v1"].update(steps=1))
+    from kibble.cli import app
+
+    result = CliRunner().invoke(app, ["inspect", str(ds)])
+    assert result.exit_code == 1
+    assert "sha256" in result.output and "steps" in result.output
+    assert "Traceback" not in result.output
