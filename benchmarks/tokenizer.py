@@ -5,7 +5,7 @@
 Prints values/s for kibble's ``continuous_to_tokens`` (mu-law, observations) and for
 the same mu-law followed by ``np.digitize`` over the 1023 inner bin edges, both on
 the same 10M float32 values on one core, and their ratio. Checks that kibble's tokens
-are bit-exact to the SPEC formula evaluated literally in float64 (and that the
+are bit-exact to the formula of docs/format.md §3 evaluated literally in float64 (and that the
 digitize baseline agrees). Target: >= 50M values/s.
 """
 

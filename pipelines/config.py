@@ -155,3 +155,38 @@ def _text_model(path: Path, where: str, value: Any) -> str | None:
     except KibbleError as e:
         raise KibbleError(f"{path}: {where}: {e}") from e
     return str(Path(value).resolve())
+
+
+def reusable_dataset(config: DatasetConfig) -> dict | None:
+    """The manifest of the dataset at ``config.output`` if this config made it from the
+    expert cards as they are now (their expert and random returns); None when it must be
+    curated again (absent, unfinished, another config, or a card that changed)."""
+    import json
+
+    from kibble.experts.card import read_card
+    from kibble.schemas.dataset import read_manifest, task_entries
+
+    try:
+        manifest = read_manifest(config.output)
+        entries = task_entries(manifest)
+    except KibbleError:
+        return None
+    # The manifest stores the config as JSON: compare in that form (tuples as lists).
+    if manifest.get("config") != json.loads(json.dumps(config.as_dict())):
+        return None
+    for job in config.tasks:
+        entry = entries.get(job.task)
+        if entry is None:
+            return None
+        if job.card is None:
+            continue
+        try:
+            card = read_card(job.card)
+        except KibbleError:
+            return None
+        if (entry.expert_return, entry.random_return) != (
+            card.expert_return.mean,
+            card.random_return.mean,
+        ):
+            return None
+    return manifest

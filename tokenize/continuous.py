@@ -1,6 +1,6 @@
 """Continuous values <-> tokens: mu-law companding, 1024 uniform bins, offset 32000.
 
-Encoding (SPEC section 4), in float64, elementwise over any array shape::
+Encoding (docs/format.md section 3), in float64, elementwise over any array shape::
 
     v = sign(x) * ln(1 + mu*|x|) / ln(1 + M*mu)       (mu-law; skipped when mu_law=False)
     v = clip(v, -1, 1)
@@ -104,7 +104,7 @@ def continuous_to_tokens(x: ArrayLike, mu_law: bool = True) -> NDArray[np.int32]
 
 
 def reference_continuous_to_tokens(x: ArrayLike, mu_law: bool = True) -> NDArray[np.int64]:
-    """SPEC section 4 transcribed literally in float64: slow, for tests and benchmarks.
+    """docs/format.md section 3 transcribed literally in float64: slow, for tests and benchmarks.
 
     :func:`continuous_to_tokens` must agree with it bit for bit on every input.
     """

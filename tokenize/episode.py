@@ -11,7 +11,7 @@ numpy call encodes all T timesteps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from kibble.errors import TokenizeError
-from kibble.tokenize.spaces import ImageCodec, LeafCodec, Role, get_leaf, leaf_codecs
+from kibble.tokenize.spaces import ImageCodec, LeafCodec, Role, TextCodec, get_leaf, leaf_codecs
 from kibble.tokenize.vocab import SEPARATOR
 
 
@@ -41,13 +41,28 @@ class TokenizedSteps:
 
 
 class SpaceTokenizer:
-    """Tokenizes batches of one space's values, leaf by leaf in token order."""
+    """Tokenizes batches of one space's values, leaf by leaf in token order.
 
-    def __init__(self, space: spaces.Space, role: Role) -> None:
+    ``text_model``: the SentencePiece model file of Text leaves (default: the shipped
+    BabyAI model). ``n_tokens`` is None when a Text leaf makes the count depend on the
+    text; each episode then has its own count (constant over its steps).
+    """
+
+    def __init__(self, space: spaces.Space, role: Role, text_model: str | None = None) -> None:
         self.space = space
         self.role = role
         self.leaves: list[LeafCodec] = leaf_codecs(space, role)
-        self.n_tokens = sum(leaf.n_tokens for leaf in self.leaves)
+        if text_model is not None:
+            self.leaves = [
+                replace(leaf, model_file=str(text_model)) if isinstance(leaf, TextCodec) else leaf
+                for leaf in self.leaves
+            ]
+        counts = [leaf.n_tokens for leaf in self.leaves]
+        self.n_tokens: int | None = None if None in counts else sum(counts)
+
+    @property
+    def text_leaves(self) -> list[TextCodec]:
+        return [leaf for leaf in self.leaves if isinstance(leaf, TextCodec)]
 
     @property
     def image_leaves(self) -> list[ImageCodec]:
@@ -106,12 +121,18 @@ class EpisodeTokenizer:
     2
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        self.observation = SpaceTokenizer(observation_space, "observation")
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        text_model: str | None = None,
+    ) -> None:
+        self.observation = SpaceTokenizer(observation_space, "observation", text_model)
         self.action = SpaceTokenizer(action_space, "action")
 
     @property
-    def n_observation_tokens(self) -> int:
+    def n_observation_tokens(self) -> int | None:
+        """None when text observations make it vary from episode to episode."""
         return self.observation.n_tokens
 
     @property
@@ -119,8 +140,9 @@ class EpisodeTokenizer:
         return self.action.n_tokens
 
     @property
-    def tokens_per_timestep(self) -> int:
-        return self.n_observation_tokens + 1 + self.n_action_tokens
+    def tokens_per_timestep(self) -> int | None:
+        n_obs = self.n_observation_tokens
+        return None if n_obs is None else n_obs + 1 + self.n_action_tokens
 
     def tokenize(self, observations: Any, actions: Any) -> TokenizedSteps:
         """Batched observations and actions (leading axis T) -> their tokens."""

@@ -3,7 +3,7 @@
 ``leaf_codecs(space, role)`` walks a (possibly nested) space with
 ``functools.singledispatch`` and returns the leaves in token order: Dict keys
 sorted lexicographically, Tuple entries in order. Each leaf codec turns a batch of
-values ``(T, *shape)`` into ``(T, n_tokens)`` int32 tokens and back. Rules (SPEC 4):
+values ``(T, *shape)`` into ``(T, n_tokens)`` int32 tokens and back. Rules (docs/format.md §3-5):
 
 - Box, observation: mu-law, 1024 bins, offset 32000.
 - Box, action: bounded on both sides -> rescaled linearly to [-1, 1], binned without
@@ -12,6 +12,9 @@ values ``(T, *shape)`` into ``(T, n_tokens)`` int32 tokens and back. Rules (SPEC
 - uint8 Box shaped (H, W) or (H, W, C), C in {1, 3, 4}, as an observation: an image.
   Its tokens are ``IMAGE_PATCH`` placeholders, one per 16x16 patch; the pixels travel
   separately (see ``kibble.tokenize.images``).
+- Text, as an observation: SentencePiece ids in [0, 32000) from a model file (by default
+  the shipped BabyAI model). Its token count depends on the text (``n_tokens`` is None):
+  every value of one batch (one episode) must give the same count, e.g. one mission.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from kibble.tokenize.continuous import (
 )
 from kibble.tokenize.discrete import discrete_to_tokens, tokens_to_discrete
 from kibble.tokenize.images import num_patches, pad_to_patch_multiple
+from kibble.tokenize.text import DEFAULT_TEXT_MODEL, TextTokenizer
 from kibble.tokenize.vocab import DISCRETE_VOCAB_SIZE, IMAGE_PATCH
 
 Role = Literal["observation", "action"]
 Path = tuple[str | int, ...]
 
-_SUPPORTED = "Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple"
+_SUPPORTED = "Box, Discrete, MultiDiscrete, MultiBinary, Text (observations), Dict and Tuple"
 
 
 def path_name(role: str, path: Path) -> str:
@@ -202,6 +206,48 @@ class ImageCodec(LeafCodec):
         raise TokenizeError(f"{self.name}: images are observations; they are never decoded")
 
 
+@functools.cache
+def text_tokenizer(model_file: str) -> TextTokenizer:
+    """One loaded SentencePiece model per file (codecs are rebuilt per episode)."""
+    return TextTokenizer(model_file)
+
+
+@dataclass(frozen=True)
+class TextCodec(LeafCodec):
+    """A text observation: SentencePiece ids in [0, 32000), as many as the text needs."""
+
+    model_file: str = str(DEFAULT_TEXT_MODEL)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+    @property
+    def n_tokens(self) -> int | None:  # type: ignore[override]
+        return None  # depends on the text
+
+    def encode(self, values: Any) -> NDArray[np.int32]:
+        texts = np.asarray(values, dtype=object).reshape(-1)
+        tokenizer = text_tokenizer(self.model_file)
+        # Missions repeat on every step of an episode: encode each distinct text once.
+        ids = {text: tokenizer.encode(str(text)) for text in dict.fromkeys(texts)}
+        lengths = {len(v) for v in ids.values()}
+        if len(lengths) > 1:
+            raise TokenizeError(
+                f"{self.name}: texts of one episode give different numbers of tokens "
+                f"({sorted(lengths)}); kibble tokenizes text that is the same for every step "
+                "of an episode (a mission). Keep such text constant within an episode"
+            )
+        n = lengths.pop() if lengths else 0
+        out = np.empty((len(texts), n), np.int32)
+        for i, text in enumerate(texts):
+            out[i] = ids[text]
+        return out
+
+    def decode(self, tokens: NDArray[np.integer]) -> np.ndarray:
+        raise TokenizeError(f"{self.name}: text observations are never decoded")
+
+
 @functools.singledispatch
 def leaf_codecs(space: spaces.Space, role: Role, path: Path = ()) -> list[LeafCodec]:
     """The leaves of ``space`` in token order, each with its codec."""
@@ -245,6 +291,13 @@ def _multi_discrete(space: spaces.MultiDiscrete, role: Role, path: Path = ()) ->
 @leaf_codecs.register
 def _multi_binary(space: spaces.MultiBinary, role: Role, path: Path = ()) -> list[LeafCodec]:
     return [DiscreteCodec(path, space, role)]
+
+
+@leaf_codecs.register
+def _text(space: spaces.Text, role: Role, path: Path = ()) -> list[LeafCodec]:
+    if role == "action":
+        raise TokenizeError(f"{path_name(role, path)}: kibble tokenizes text observations only")
+    return [TextCodec(path, space, role)]
 
 
 @leaf_codecs.register

@@ -13,6 +13,11 @@ from numpy.typing import NDArray
 from kibble.errors import KibbleError, TokenizeError
 from kibble.tokenize.vocab import TEXT_VOCAB_SIZE
 
+# The model shipped with kibble, built from the BabyAI grammar by
+# benchmarks/build_babyai_spm.py: the default for text observations. resolve(): a strict
+# editable install links this module from elsewhere; the model lies beside the real file.
+DEFAULT_TEXT_MODEL = Path(__file__).resolve().parent / "models" / "babyai.model"
+
 
 class TextTokenizer:
     """A SentencePiece model whose ids fit Gato's text range ``[0, 32000)``."""

@@ -1,4 +1,4 @@
-"""Gato's token vocabulary and tokenizer constants, named once (SPEC section 4).
+"""Gato's token vocabulary and tokenizer constants, named once (docs/format.md section 2).
 
 Layout of the id space::
 

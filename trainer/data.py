@@ -4,7 +4,7 @@ Memory stays bounded whatever the dataset size: opening a mixture reads only fou
 columns (task, step, token counts) to index episodes as (file, first row, length), and
 windows are cut from Parquet row groups read on demand and kept in a small LRU cache.
 
-Sampling (SPEC 5): a dataset by its weight, then a timestep uniformly within it (an
+Sampling (docs/format.md §12): a dataset by its weight, then a timestep uniformly within it (an
 episode with probability proportional to its length, then a start inside it). A quarter
 of sequences (``prompt_fraction``) get a prompt from another episode of the same task
 prepended, half of them from that episode's end and half from a uniform position.
@@ -56,6 +56,8 @@ class TaskInfo:
     expert_return: float | None
     random_return: float | None
     dataset: str
+    text_model: dict | None = None
+    """The manifest's record of the SentencePiece model of its text observations."""
 
     @property
     def family(self) -> str:
@@ -187,8 +189,14 @@ class MixtureData:
     def _task(
         self, name: str, n_obs: int, n_act: int, manifest: dict, path: str, ids: dict[str, int]
     ) -> int:
+        entry = manifest.get("tasks", {}).get(name, {})
         if name in ids:
             known = self.tasks[ids[name]]
+            if "text_model" in entry and known.n_action_tokens == n_act:
+                # Text observations (a mission) give each episode its own count; windows
+                # are sized by the longest.
+                known.n_observation_tokens = max(known.n_observation_tokens, n_obs)
+                return ids[name]
             if (known.n_observation_tokens, known.n_action_tokens) != (n_obs, n_act):
                 raise KibbleError(
                     f"{name}: its spaces disagree between datasets: {known.dataset} has "
@@ -197,11 +205,16 @@ class MixtureData:
                     "with the same environment version, or leave one out of the mixture"
                 )
             return ids[name]
-        entry = manifest.get("tasks", {}).get(name, {})
         ids[name] = len(self.tasks)
         self.tasks.append(
             TaskInfo(
-                name, n_obs, n_act, entry.get("expert_return"), entry.get("random_return"), path
+                name,
+                n_obs,
+                n_act,
+                entry.get("expert_return"),
+                entry.get("random_return"),
+                path,
+                entry.get("text_model"),
             )
         )
         return ids[name]
@@ -222,7 +235,9 @@ class MixtureData:
             self._cache.move_to_end(key)
             return self._cache[key]
         table = self.files[file_index].read_group(group)
-        obs = list_column_to_numpy(table["observation_tokens"], np.int32)
+        # Observation rows may differ in length between episodes (text observations):
+        # kept flat with offsets, made 2-D per episode window in `read_steps`.
+        obs = _ragged_rows(table["observation_tokens"])
         act = list_column_to_numpy(table["action_tokens"], np.int32)
         images = _images(table)
         value = (obs, act, images)
@@ -240,7 +255,9 @@ class MixtureData:
         while row < stop:
             obs, act, images = self._group(file_index, g)
             lo, hi = row - starts[g], min(stop, starts[g + 1]) - starts[g]
-            parts.append(TokenizedSteps(obs[lo:hi], act[lo:hi], [img[lo:hi] for img in images]))
+            parts.append(
+                TokenizedSteps(_rows(obs, lo, hi), act[lo:hi], [img[lo:hi] for img in images])
+            )
             row = starts[g] + hi
             g += 1
         return parts[0] if len(parts) == 1 else concat_steps(parts)
@@ -312,6 +329,27 @@ class MixtureData:
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+def _ragged_rows(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list<int32> column -> (flat int32 values, (rows + 1,) offsets)."""
+    arr = column.combine_chunks()
+    lengths = arr.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return values, np.concatenate([[0], np.cumsum(lengths)])
+
+
+def _rows(ragged: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> np.ndarray:
+    """Rows ``[lo, hi)`` of a ragged column as a (hi - lo, n) array: one episode's rows."""
+    values, offsets = ragged
+    lengths = np.diff(offsets[lo : hi + 1])
+    n = int(lengths[0]) if len(lengths) else 0
+    if not np.all(lengths == n):
+        raise KibbleError(
+            "an episode's timesteps have different numbers of observation tokens; the "
+            "data file is damaged or was not written by kibble (curate it again)"
+        )
+    return values[offsets[lo] : offsets[hi]].reshape(hi - lo, n)
 
 
 def _images(table: pa.Table) -> list[np.ndarray]:

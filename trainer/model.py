@@ -2,7 +2,7 @@
 
 Inputs are the arrays of :class:`kibble.trainer.sequences.Batch` (as torch tensors):
 
-- ids of SPEC 4's vocabulary go through one shared embedding table (also the output head);
+- ids (docs/format.md §2) go through one shared embedding table (also the output head);
 - each ``IMAGE_PATCH`` placeholder is replaced by its 16x16 patch embedded by one ResNet v2
   block (GroupNorm, GELU), plus learnable row and column patch position encodings
   (128 levels; a level drawn uniformly in the patch's interval in training, the rounded
@@ -12,7 +12,7 @@ Inputs are the arrays of :class:`kibble.trainer.sequences.Batch` (as torch tenso
   action dimension comes next;
 - a decoder-only transformer (pre-LayerNorm, causal ``scaled_dot_product_attention``).
 
-The loss is next-token cross-entropy on action tokens only (SPEC 5), and logits are only
+The loss is next-token cross-entropy on action tokens only (docs/format.md §12), and logits are only
 computed where they are needed: at the masked positions in training and at the last
 position when acting, which avoids a (B, L, 33026) tensor.
 """
@@ -64,7 +64,7 @@ class PatchEmbedding(nn.Module):
         x = patches.permute(0, 3, 1, 2).float()  # (P, C, 16, 16)
         if c < self.channels:
             x = F.pad(x, (0, 0, 0, 0, 0, self.channels - c))
-        x = (x / 127.5 - 1.0) / PIXEL_SCALE  # SPEC 4: [-1, 1], then / sqrt(16)
+        x = (x / 127.5 - 1.0) / PIXEL_SCALE  # docs/format.md §5: [-1, 1], then / sqrt(16)
         x = self.stem(x)  # (P, h, 16, 16)
         y = self.conv1(F.gelu(self.norm1(x)))  # pre-activation residual branch (v2)
         y = self.conv2(F.gelu(self.norm2(y)))

@@ -4,8 +4,8 @@ The loader and the evaluator both turn stretches of timesteps (``TokenizedSteps`
 a window of an episode, or the live history of an environment) into the same thing, a
 :class:`Sequence`:
 
-- ``tokens``: ids in SPEC 4's vocabulary, image patches as ``IMAGE_PATCH`` placeholders;
-- ``loss_mask``: True on action tokens, the only ones trained on (SPEC 5);
+- ``tokens``: ids (docs/format.md §2), image patches as ``IMAGE_PATCH`` placeholders;
+- ``loss_mask``: True on action tokens, the only ones trained on (docs/format.md §12);
 - ``observation_position`` / ``action_position``: 1 + the token's index inside its
   timestep's observation (or action) part, 0 elsewhere: the local position encodings;
 - ``patches`` and their quantised row/column intervals, one per placeholder, in order.

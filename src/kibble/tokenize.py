@@ -1,4 +1,4 @@
-"""Gato's tokenizer, exactly (SPEC section 4): the public API of ``kibble.tokenize``.
+"""Gato's tokenizer, exactly (docs/format.md §2-7): the public API of ``kibble.tokenize``.
 
 This module is the package's ``__init__``. The code lives in the repository's
 ``tokenize/`` folder, which must not hold an ``__init__.py``: from the repository

@@ -118,8 +118,8 @@ def test_discrete_space_too_large_is_an_error_naming_the_space():
 
 
 def test_unsupported_space_is_named():
-    with pytest.raises(TokenizeError, match="Text"):
-        SpaceTokenizer(spaces.Text(5), "observation")
+    with pytest.raises(TokenizeError, match="Sequence"):
+        SpaceTokenizer(spaces.Sequence(spaces.Discrete(2)), "observation")
 
 
 def test_image_action_is_refused():

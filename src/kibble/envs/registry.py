@@ -191,7 +191,11 @@ def describe_space(space: spaces.Space) -> str:
     if isinstance(space, spaces.Discrete):
         return f"Discrete({space.n})"
     if isinstance(space, spaces.MultiDiscrete):
+        if space.nvec.ndim > 1:  # a grid (BabyAI's 7x7x3 view): its shape and largest value
+            return f"MultiDiscrete{space.shape} <{int(space.nvec.max())}"
         return f"MultiDiscrete({space.nvec.tolist()})"
+    if isinstance(space, spaces.Text):
+        return f"Text(<={space.max_length})"
     if isinstance(space, spaces.MultiBinary):
         return f"MultiBinary({space.n})"
     if isinstance(space, spaces.Dict):
