@@ -58,7 +58,9 @@ def best_window(returns_in_collection_order: Sequence[float]) -> range:
 def windowed_expert_return(returns_in_collection_order: Sequence[float]) -> float:
     """Max over windows of W consecutive episodes of the window's mean return."""
     window = best_window(returns_in_collection_order)
-    return float(np.mean(np.asarray(returns_in_collection_order, np.float64)[window.start : window.stop]))
+    return float(
+        np.mean(np.asarray(returns_in_collection_order, np.float64)[window.start : window.stop])
+    )
 
 
 def threshold(

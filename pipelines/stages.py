@@ -1,7 +1,8 @@
 """The curation stages as plain functions, shared by `kibble rollout` and the Beam job.
 
 1. ``rollout_shard``: roll out a shard of a task's episodes, validate each, tokenize
-   the valid ones into a staging Parquet file; returns one ``EpisodeOutcome`` each.
+   the valid ones (``tokenize_episode``) into a staging Parquet file; returns one
+   ``EpisodeOutcome`` each.
 2. ``task_threshold``: from all outcomes of a task, the expert return (Gato's
    windowed rule over valid episodes in collection order, or the expert card's)
    and the threshold.
@@ -15,16 +16,19 @@ any runner and any number of workers give the same episodes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from gymnasium import spaces
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
@@ -33,13 +37,13 @@ from kibble.experts.policy import Policy
 from kibble.experts.rollout import EpisodeJob, make_episode_id, run_episodes
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
-from kibble.pipelines.tokenizing import text_model_record, tokenize_episode
-from kibble.pipelines.validate import BELOW_THRESHOLD, validate_episode
+from kibble.pipelines.episode_validation import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
 from kibble.schemas.dataset import TaskEntry, join, task_dir_name
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
-from kibble.schemas.records import Episode
-from kibble.tokenize.episode import EpisodeTokenizer
+from kibble.schemas.records import Episode, TokenizedEpisode
+from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
+from kibble.tokenize.spaces import text_tokenizer
 
 
 @dataclass
@@ -97,6 +101,38 @@ class Threshold:
     defining: tuple[int, ...] = ()
     """Episode indexes of the best window (windowed rule): they define the expert
     return, so they are kept whatever the threshold."""
+
+
+def tokenize_episode(episode: Episode, tokenizer: EpisodeTokenizer) -> TokenizedEpisode:
+    """Tokenize every timestep of ``episode`` with its task's tokenizer."""
+    return TokenizedEpisode(
+        task=episode.task,
+        episode_id=episode.episode_id,
+        episode_return=episode.episode_return,
+        steps=tokenizer.tokenize(episode.observations, episode.actions),
+        rewards=episode.rewards,
+        terminated=episode.terminated,
+        truncated=episode.truncated,
+    )
+
+
+def text_model_record(observation_space: spaces.Space, text_model: str | None) -> dict:
+    """``{"text_model": {file, sha256, pieces}}`` for a task with text observations, else {}.
+
+    The manifest names the SentencePiece model that tokenized a task's text (by content:
+    the same ids need the same model), so a trainer or evaluator can check it has it.
+    """
+    leaves = SpaceTokenizer(observation_space, "observation", text_model).text_leaves
+    if not leaves:
+        return {}
+    path = Path(leaves[0].model_file)
+    return {
+        "text_model": {
+            "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "pieces": text_tokenizer(str(path)).vocab_size,
+        }
+    }
 
 
 def episode_seed(base_seed: int, task: str, index: int) -> int:

@@ -40,17 +40,17 @@ from kibble.tokenize.text import DEFAULT_TEXT_MODEL, TextTokenizer
 from kibble.tokenize.vocab import DISCRETE_VOCAB_SIZE, IMAGE_PATCH
 
 Role = Literal["observation", "action"]
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]  # keys/indexes from the space's root to a leaf
 
 _SUPPORTED = "Box, Discrete, MultiDiscrete, MultiBinary, Text (observations), Dict and Tuple"
 
 
-def path_name(role: str, path: Path) -> str:
+def path_name(role: str, path: KeyPath) -> str:
     """``observation['pixels'][0]``: how errors name a leaf."""
     return role + "".join(f"[{p!r}]" for p in path)
 
 
-def get_leaf(value: Any, path: Path) -> Any:
+def get_leaf(value: Any, path: KeyPath) -> Any:
     """Follow a key path into a nested (Dict/Tuple) value."""
     for p in path:
         value = value[p]
@@ -69,7 +69,7 @@ def is_image_space(space: spaces.Space) -> bool:
 class LeafCodec:
     """Tokenizes one array-valued leaf of a space. Subclasses set the encoding."""
 
-    path: Path
+    path: KeyPath
     space: spaces.Space
     role: Role
 
@@ -249,7 +249,7 @@ class TextCodec(LeafCodec):
 
 
 @functools.singledispatch
-def leaf_codecs(space: spaces.Space, role: Role, path: Path = ()) -> list[LeafCodec]:
+def leaf_codecs(space: spaces.Space, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     """The leaves of ``space`` in token order, each with its codec."""
     raise TokenizeError(
         f"cannot tokenize {path_name(role, path)} of space {space!r}: "
@@ -258,7 +258,7 @@ def leaf_codecs(space: spaces.Space, role: Role, path: Path = ()) -> list[LeafCo
 
 
 @leaf_codecs.register
-def _box(space: spaces.Box, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _box(space: spaces.Box, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     if is_image_space(space):
         if role == "action":
             raise TokenizeError(f"{path_name(role, path)}: an image cannot be an action")
@@ -268,7 +268,7 @@ def _box(space: spaces.Box, role: Role, path: Path = ()) -> list[LeafCodec]:
     return [ContinuousCodec(path, space, role)]
 
 
-def _check_discrete_range(space: spaces.Space, role: Role, path: Path, n: Any) -> None:
+def _check_discrete_range(space: spaces.Space, role: Role, path: KeyPath, n: Any) -> None:
     if np.max(n) > DISCRETE_VOCAB_SIZE:
         raise TokenizeError(
             f"{path_name(role, path)}: space {space!r} has values up to {np.max(n) - 1}; "
@@ -277,34 +277,34 @@ def _check_discrete_range(space: spaces.Space, role: Role, path: Path, n: Any) -
 
 
 @leaf_codecs.register
-def _discrete(space: spaces.Discrete, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _discrete(space: spaces.Discrete, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     _check_discrete_range(space, role, path, space.n)
     return [DiscreteCodec(path, space, role)]
 
 
 @leaf_codecs.register
-def _multi_discrete(space: spaces.MultiDiscrete, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _multi_discrete(space: spaces.MultiDiscrete, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     _check_discrete_range(space, role, path, space.nvec)
     return [DiscreteCodec(path, space, role)]
 
 
 @leaf_codecs.register
-def _multi_binary(space: spaces.MultiBinary, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _multi_binary(space: spaces.MultiBinary, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     return [DiscreteCodec(path, space, role)]
 
 
 @leaf_codecs.register
-def _text(space: spaces.Text, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _text(space: spaces.Text, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     if role == "action":
         raise TokenizeError(f"{path_name(role, path)}: kibble tokenizes text observations only")
     return [TextCodec(path, space, role)]
 
 
 @leaf_codecs.register
-def _dict(space: spaces.Dict, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _dict(space: spaces.Dict, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     return [c for key in sorted(space.spaces) for c in leaf_codecs(space[key], role, (*path, key))]
 
 
 @leaf_codecs.register
-def _tuple(space: spaces.Tuple, role: Role, path: Path = ()) -> list[LeafCodec]:
+def _tuple(space: spaces.Tuple, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
     return [c for i, sub in enumerate(space.spaces) for c in leaf_codecs(sub, role, (*path, i))]

@@ -33,7 +33,7 @@ from kibble.tokenize.episode import TokenizedSteps
 from kibble.trainer.config import MixtureConfig
 from kibble.trainer.sequences import (
     Batch,
-    Sequence,
+    TokenWindow,
     build_sequence,
     collate,
     concat_sequences,
@@ -50,7 +50,8 @@ _WINDOW_COLUMNS = ["observation_tokens", "action_tokens", "images", "image_shape
 class TaskInfo:
     """One task of the mixture, with what its manifest says about its expert."""
 
-    name: str
+    task: str
+    """The task id, e.g. ``metaworld/reach-v3``."""
     n_observation_tokens: int
     n_action_tokens: int
     expert_return: float | None
@@ -61,7 +62,7 @@ class TaskInfo:
 
     @property
     def family(self) -> str:
-        return self.name.split("/", 1)[0]
+        return self.task.split("/", 1)[0]
 
     @property
     def tokens_per_step(self) -> int:
@@ -125,14 +126,14 @@ class MixtureData:
         if too_long:
             t = too_long[0]
             raise KibbleError(
-                f"{t.name} (in {t.dataset}) has {t.n_observation_tokens} observation tokens "
+                f"{t.task} (in {t.dataset}) has {t.n_observation_tokens} observation tokens "
                 f"per timestep; the model gives local positions to at most "
                 f"{max_observation_tokens}. Use a model with a larger max_observation_tokens"
             )
         for t in self.tasks:
             if t.tokens_per_step > config.context:
                 raise KibbleError(
-                    f"{t.name} (in {t.dataset}) has {t.tokens_per_step} tokens per timestep, "
+                    f"{t.task} (in {t.dataset}) has {t.tokens_per_step} tokens per timestep, "
                     f"more than the context of {config.context}; raise context in the mixture"
                 )
         self._cache: OrderedDict[tuple[int, int], tuple] = OrderedDict()
@@ -269,7 +270,7 @@ class MixtureData:
 
     # -- sampling -----------------------------------------------------------------------------
 
-    def sample_sequence(self) -> tuple[Sequence, int, str | None]:
+    def sample_sequence(self) -> tuple[TokenWindow, int, str | None]:
         """One training sequence, its task index and its prompt ("end", "uniform" or None)."""
         rng = self.rng
         d = int(rng.choice(len(self.episodes), p=self.dataset_p))
@@ -305,11 +306,11 @@ class MixtureData:
     def demonstration(self, task: str, n_steps: int, seed: int = 0) -> TokenizedSteps:
         """The last ``n_steps`` of one of ``task``'s episodes: an evaluation prompt."""
         rng = np.random.default_rng(seed)
-        t = next((i for i, info in enumerate(self.tasks) if info.name == task), None)
+        t = next((i for i, info in enumerate(self.tasks) if info.task == task), None)
         if t is None:
             raise KibbleError(
                 f"{task} is not in this run's training data; its tasks are: "
-                + ", ".join(info.name for info in self.tasks)
+                + ", ".join(info.task for info in self.tasks)
             )
         for d, ep in enumerate(self.episodes):
             candidates = ep["episodes_of_task"].get(t, [])

@@ -2,7 +2,7 @@
 
 The loader and the evaluator both turn stretches of timesteps (``TokenizedSteps``: a prompt,
 a window of an episode, or the live history of an environment) into the same thing, a
-:class:`Sequence`:
+:class:`TokenWindow`:
 
 - ``tokens``: ids (docs/format.md §2), image patches as ``IMAGE_PATCH`` placeholders;
 - ``loss_mask``: True on action tokens, the only ones trained on (docs/format.md §12);
@@ -33,7 +33,7 @@ def concat_steps(parts: list[TokenizedSteps]) -> TokenizedSteps:
 
 
 @dataclass
-class Sequence:
+class TokenWindow:
     """One sequence of L tokens and its P image patches (see the module docstring)."""
 
     tokens: NDArray[np.int64]  # (L,)
@@ -61,8 +61,8 @@ def timestep_layout(n_obs: int, n_act: int) -> tuple[NDArray, NDArray, NDArray]:
     return mask, obs_pos, act_pos
 
 
-def build_sequence(steps: TokenizedSteps) -> Sequence:
-    """T timesteps -> a Sequence of T * (n_obs + 1 + n_act) tokens."""
+def build_sequence(steps: TokenizedSteps) -> TokenWindow:
+    """T timesteps -> a TokenWindow of T * (n_obs + 1 + n_act) tokens."""
     t, n_obs = steps.observation_tokens.shape
     n_act = steps.action_tokens.shape[1]
     sep = np.full((t, 1), SEPARATOR, np.int64)
@@ -91,7 +91,7 @@ def build_sequence(steps: TokenizedSteps) -> Sequence:
         patches = np.zeros((0, 16, 16, 1), np.uint8)
         rows = cols = np.zeros((0, 2), np.int64)
         patch_index = np.zeros(0, np.int64)
-    return Sequence(tokens, mask, obs_pos, act_pos, patch_index, patches, rows, cols)
+    return TokenWindow(tokens, mask, obs_pos, act_pos, patch_index, patches, rows, cols)
 
 
 def _pad_channels(patches: np.ndarray, channels: int) -> np.ndarray:
@@ -102,11 +102,11 @@ def _pad_channels(patches: np.ndarray, channels: int) -> np.ndarray:
     return np.pad(patches, pad)
 
 
-def concat_sequences(parts: list[Sequence]) -> Sequence:
+def concat_sequences(parts: list[TokenWindow]) -> TokenWindow:
     """Sequences one after another (a prompt, then a window)."""
     offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
     channels = max(p.patches.shape[-1] for p in parts)
-    return Sequence(
+    return TokenWindow(
         np.concatenate([p.tokens for p in parts]),
         np.concatenate([p.loss_mask for p in parts]),
         np.concatenate([p.observation_position for p in parts]),
@@ -145,7 +145,7 @@ class Batch:
         return {k: torch.from_numpy(v).to(device) for k, v in self.__dict__.items()}
 
 
-def collate(sequences: list[Sequence], length: int, task_index: list[int]) -> Batch:
+def collate(sequences: list[TokenWindow], length: int, task_index: list[int]) -> Batch:
     """Right-pad each sequence to ``length`` (pads are id 0 and never trained on)."""
     b = len(sequences)
     tokens = np.zeros((b, length), np.int64)

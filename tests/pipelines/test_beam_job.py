@@ -32,14 +32,34 @@ def test_threshold_per_task_uses_valid_episodes_in_collection_order():
             result,
             equal_to(
                 [
-                    ("a/x", Threshold(10.0, "windowed", None, 0.8, 8.0, "fraction_of_expert")),
                     (
+                        "a/x",
+                        Threshold(10.0, "windowed", None, 0.8, 8.0, "fraction_of_expert", (5,)),
+                    ),
+                    (
+                        # No card: the base is the lowest valid return, -5: -5 + 0.8 * 4.
                         "b/y",
-                        Threshold(-1.0, "windowed", None, 0.8, -0.8, "random_plus_fraction_of_gap"),
+                        Threshold(
+                            -1.0,
+                            "windowed",
+                            None,
+                            0.8,
+                            -5.0 + 0.8 * 4.0,
+                            "lowest_plus_fraction_of_gap",
+                            (1,),
+                        ),
                     ),
                 ]
             ),
         )
+
+
+def kept_and_rejected_ids(out, task: str) -> tuple[list[str], list[str]]:
+    """Episode ids of ``task`` in the data files and in the rejected file, read from disk."""
+    data = sorted((out / "data" / task.replace("/", "__")).glob("*.parquet"))
+    kept = [i for f in data for i in pq.read_table(f)["episode_id"].unique().to_pylist()]
+    rejected = pq.read_table(out / "rejected" / "part-00000.parquet").to_pylist()
+    return kept, [r["episode_id"] for r in rejected if r["task"] == task]
 
 
 CONFIG = """
@@ -65,6 +85,11 @@ def test_local_runner_end_to_end_and_deterministic_across_workers(tmp_path):
     ]
     for task, t in two["tasks"].items():
         assert t["kept"] + sum(t["rejected"].values()) == t["planned"], task
+        # On disk, each task's kept ids (data files) and rejected ids partition its plan.
+        kept, rejected = kept_and_rejected_ids(tmp_path / "two", task)
+        assert len(kept) == t["kept"] and len(set(kept)) == len(kept), task
+        assert len(set(rejected)) == len(rejected) and set(kept).isdisjoint(rejected), task
+        assert set(kept) | set(rejected) == {f"{task}#s3#{i:06d}" for i in range(t["planned"])}
     cartpole = two["tasks"]["gym/CartPole-v1"]
     shards = sorted((tmp_path / "two" / "data" / "gym__CartPole-v1").glob("*.parquet"))
     assert 1 <= len(shards) <= 3  # one file per shard with kept episodes

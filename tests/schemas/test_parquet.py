@@ -6,7 +6,7 @@ import pytest
 from gymnasium import spaces
 
 from kibble.errors import SchemaError
-from kibble.pipelines.tokenizing import tokenize_episode
+from kibble.pipelines.stages import tokenize_episode
 from kibble.schemas import (
     RAW_EPISODE_SCHEMA,
     SCHEMA_VERSION,

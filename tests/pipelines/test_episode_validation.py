@@ -3,7 +3,7 @@ import re
 import numpy as np
 from gymnasium import spaces
 
-from kibble.pipelines.validate import (
+from kibble.pipelines.episode_validation import (
     ACTION_OUT_OF_SPACE,
     EMPTY,
     LENGTH_MISMATCH,
