@@ -1,31 +1,66 @@
 """The ``kibble`` console script, run as a user runs it."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 KIBBLE = Path(sys.executable).parent / "kibble"
 COMMANDS = ["tasks", "expert", "rollout", "pipeline", "inspect", "train", "eval", "demo"]
+SUBCOMMANDS = {"expert": ["train", "eval"], "pipeline": ["run"]}
 
 
 def kibble(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(KIBBLE), *args], capture_output=True, text=True, cwd=cwd)
 
 
+def listed_commands(help_text: str) -> list[str]:
+    """The names in the Commands section of a help screen (a rich panel or click's list).
+
+    A row starts with the name one or two columns in; its description's continuation
+    lines are indented further.
+    """
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"^\W*Commands\b", line))
+    names = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith("╰"):
+            break
+        row = line.strip("│").rstrip()
+        if re.match(r"^ {1,2}\S", row):
+            names.append(row.split()[0])
+    return names
+
+
+def assert_user_error(done: subprocess.CompletedProcess, message: str) -> None:
+    """A user error as the CLI promises it: exit status 1, ``kibble: error: MESSAGE...`` on
+    stderr as one paragraph (no blank line inside), and no traceback."""
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    error = done.stderr[done.stderr.find("kibble: error: ") :].strip()
+    assert error.startswith(f"kibble: error: {message}"), done.stderr
+    assert not re.search(r"\n[ \t]*\n", error), f"not one paragraph: {error!r}"
+    assert done.stderr.rstrip().endswith(error)  # nothing after the message
+
+
 def test_help_lists_every_command_of_the_spec():
     done = kibble("--help")
     assert done.returncode == 0
+    assert sorted(listed_commands(done.stdout)) == sorted(COMMANDS), done.stdout
     for command in COMMANDS:
-        assert command in done.stdout
-    assert "train" in kibble("expert", "--help").stdout
-    assert "run" in kibble("pipeline", "--help").stdout
+        done = kibble(command, "--help")
+        assert done.returncode == 0, (command, done.stderr)
+        assert re.search(rf"Usage: kibble {command}\b", done.stdout), done.stdout
+    for group, subcommands in SUBCOMMANDS.items():
+        assert sorted(listed_commands(kibble(group, "--help").stdout)) == sorted(subcommands)
+        for sub in subcommands:
+            done = kibble(group, sub, "--help")
+            assert done.returncode == 0, (group, sub, done.stderr)
+            assert re.search(rf"Usage: kibble {group} {sub}\b", done.stdout), done.stdout
 
 
 def test_user_error_is_one_paragraph_without_traceback():
-    done = kibble("tasks", "--family", "nope")
-    assert done.returncode == 1
-    assert done.stderr.startswith("kibble: error: unknown task family 'nope'")
-    assert "Traceback" not in done.stderr
+    assert_user_error(kibble("tasks", "--family", "nope"), "unknown task family 'nope'")
 
 
 def test_python_m_kibble_is_the_same_command():
@@ -40,12 +75,13 @@ def test_output_paths_of_the_wrong_kind_are_clear_errors(tmp_path):
         "expert", "eval", "gym/CartPole-v1", "--expert", "random", "--episodes", "1",
         "--out", str(tmp_path),
     )  # fmt: skip
-    assert done.returncode == 1 and "is a directory" in done.stderr
+    assert_user_error(done, "")
+    assert "is a directory" in done.stderr
     a_file = tmp_path / "file"
     a_file.write_text("x")
     done = kibble("demo", "--out", str(a_file))
-    assert done.returncode == 1 and "is a file" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert_user_error(done, "")
+    assert "is a file" in done.stderr
 
 
 def test_invalid_option_values_are_usage_errors():
@@ -64,11 +100,16 @@ def test_rollout_then_inspect(tmp_path):
     done = kibble("inspect", str(out))
     assert done.returncode == 0 and "every file matches its schema" in done.stdout
     (out / "rejected" / "part-00000.parquet").write_bytes(b"corrupt")
-    done = kibble("inspect", str(out))
+    done = kibble("inspect", str(out))  # a report of the problems found, not a user error
     assert done.returncode == 1 and "not a readable Parquet file" in done.stderr
 
 
 def test_pipeline_config_errors_are_one_paragraph(tmp_path):
     done = kibble("pipeline", "run", str(tmp_path / "missing.yaml"))
-    assert done.returncode == 1 and "does not exist" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert_user_error(done, "")
+    assert "does not exist" in done.stderr
+    # A config with several problems still reads as one paragraph.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("output: x\nseed: abc\ntasks: [{task: gym/CartPol-v1, expert: random}]\n")
+    done = kibble("pipeline", "run", str(bad))
+    assert_user_error(done, str(bad))

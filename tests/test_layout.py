@@ -1,8 +1,10 @@
 """The package layout: one import package, and the standard library's tokenize unshadowed."""
 
+import importlib
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import kibble.tokenize
@@ -67,11 +69,38 @@ def test_no_generic_top_level_names_are_installed(tmp_path):
     assert Path(found["tokenize"]).resolve() == STDLIB / "tokenize.py"
 
 
-def test_parts_are_subpackages_of_kibble():
-    import kibble.experts
-    import kibble.pipelines
-    import kibble.schemas
-    import kibble.trainer
+def _package_folders(repo_root: Path) -> dict[str, Path]:
+    """pyproject's packages -> their folders in the repository (package-dir, else the
+    parent's folder and the last name, as setuptools resolves them)."""
+    config = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = config["package-dir"]
 
-    for module in (kibble.experts, kibble.pipelines, kibble.schemas, kibble.trainer):
-        assert module.__name__.startswith("kibble.")
+    def folder(package: str) -> Path:
+        if package in mapped:
+            return repo_root / mapped[package]
+        parent, _, name = package.rpartition(".")
+        return folder(parent) / name
+
+    return {package: folder(package) for package in config["packages"]}
+
+
+def test_parts_are_subpackages_of_kibble(repo_root):
+    folders = _package_folders(repo_root)
+    # Every top-level folder of modules (tests and benchmarks aside) is a part of kibble.
+    parts = {p for p in repo_root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    parts = {p for p in parts if any(p.glob("*.py"))} - {
+        repo_root / "tests",
+        repo_root / "benchmarks",
+    }
+    assert parts <= set(folders.values()), f"folders not packaged: {parts - set(folders.values())}"
+    for package, folder in folders.items():
+        # A folder of modules inside a package is a listed package too (else an install
+        # without -e leaves it out).
+        for sub in folder.iterdir():
+            if sub.is_dir() and any(sub.glob("*.py")):
+                assert f"{package}.{sub.name}" in folders, f"{sub} is not in pyproject's packages"
+        # The installed package holds every module of its folder.
+        module = importlib.import_module(package)
+        installed = {p.name for p in Path(module.__path__[0]).glob("*.py")}
+        missing = {p.name for p in folder.glob("*.py")} - installed
+        assert not missing, f"{package} lacks {sorted(missing)} of {folder}; reinstall kibble"

@@ -73,14 +73,44 @@ def test_metaworld_variation_is_chosen_by_the_reset_seed():
     assert len(variations) > 1
 
 
+def _play_scripted_reach(steps: int, **options) -> list[tuple[bool, bool, bool]]:
+    """(terminated, truncated, success) per step of Meta-World's scripted reach-v3 policy
+    on the seed-0 goal, until the episode ends."""
+    from metaworld.policies import ENV_POLICY_MAP
+
+    policy = ENV_POLICY_MAP["reach-v3"]()
+    env = make_env("metaworld/reach-v3", max_episode_steps=steps, **options)
+    obs, _ = env.reset(seed=0)
+    trace = []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = np.clip(policy.get_action(obs), -1, 1).astype(np.float32)
+        obs, _, terminated, truncated, info = env.step(action)
+        trace.append((terminated, truncated, bool(info["success"])))
+    env.close()
+    return trace
+
+
+@pytest.mark.filterwarnings("ignore:Constant.*may be too high")
 def test_metaworld_end_on_success_option():
-    env = make_env("metaworld/reach-v3", max_episode_steps=20)
+    # Off (the default): the episode plays on past its first success, to the time limit.
+    off = _play_scripted_reach(150)
+    assert len(off) == 150 and off[-1][:2] == (False, True)
+    first_success = next(t for t, (_, _, success) in enumerate(off) if success)
+    assert first_success < 100  # the scripted expert reaches the goal well before the limit
+    # On: the same episode ends, terminated, at that first success.
+    on = _play_scripted_reach(150, end_on_success=True)
+    assert len(on) == first_success + 1
+    assert on[-1] == (True, False, True)
+    assert not any(terminated for terminated, _, _ in on[:-1])
+    # With no success, the option leaves the time limit alone.
+    env = make_env("metaworld/reach-v3", max_episode_steps=20, end_on_success=True)
     env.reset(seed=0)
-    for _ in range(20):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            break
-    assert truncated  # the extra TimeLimit cut it at 20 steps
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated):
+        _, _, terminated, truncated, _ = env.step(np.zeros(4, np.float32))  # the hand stays put
+        steps += 1
+    assert steps == 20 and truncated and not terminated
 
 
 def test_procgen_reset_seed_reproduces_the_level():

@@ -1,6 +1,8 @@
 """`kibble rollout`'s curation, end to end on real environments (small sizes)."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import duckdb
 import gymnasium as gym
@@ -38,6 +40,28 @@ class GlitchyEnv(gym.Env):
 gym.register("KibbleTestGlitchy-v0", entry_point=GlitchyEnv)
 
 
+def planned_ids(task: str, base_seed: int, episodes: int) -> set[str]:
+    """The episode ids a job plans (the dataset format's ``TASK#sSEED#INDEX``)."""
+    return {f"{task}#s{base_seed}#{i:06d}" for i in range(episodes)}
+
+
+def kept_and_rejected_ids(out: Path, task: str) -> tuple[list[str], list[str]]:
+    """Episode ids of ``task`` in the data files and in the rejected file, read from disk."""
+    data = sorted((out / "data" / task.replace("/", "__")).glob("*.parquet"))
+    kept = [i for f in data for i in pq.read_table(f)["episode_id"].unique().to_pylist()]
+    rejected = pq.read_table(out / "rejected" / "part-00000.parquet").to_pylist()
+    return kept, [r["episode_id"] for r in rejected if r["task"] == task]
+
+
+def files_on_disk(root: Path) -> dict[str, str]:
+    """Every file under ``root``: relative path -> sha256 of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
 def test_every_planned_episode_is_kept_or_rejected_with_a_reason(tmp_path):
     out = tmp_path / "ds"
     jobs = [
@@ -52,6 +76,14 @@ def test_every_planned_episode_is_kept_or_rejected_with_a_reason(tmp_path):
     assert glitchy["rejected"]["below_threshold"] > 0
     reach = manifest["tasks"]["metaworld/reach-v3"]
     assert reach["kept"] + sum(reach["rejected"].values()) == 2
+    # On disk: the kept ids (data files) and rejected ids (rejected file) of each task
+    # partition its planned ids, each id once.
+    for job in jobs:
+        kept_ids, rejected_ids = kept_and_rejected_ids(out, job.task)
+        assert len(kept_ids) == manifest["tasks"][job.task]["kept"], job.task
+        assert len(set(kept_ids)) == len(kept_ids) and len(set(rejected_ids)) == len(rejected_ids)
+        assert set(kept_ids).isdisjoint(rejected_ids), job.task
+        assert set(kept_ids) | set(rejected_ids) == planned_ids(job.task, 1, job.episodes)
 
     rejected = pq.read_table(out / "rejected" / "part-00000.parquet").to_pylist()
     assert len(rejected) == sum(sum(t["rejected"].values()) for t in manifest["tasks"].values())
@@ -92,18 +124,39 @@ def test_the_same_config_gives_the_same_dataset(tmp_path):
 
 def test_a_killed_run_leaves_the_old_dataset_and_a_rerun_replaces_it(tmp_path):
     out = tmp_path / "ds"
-    first = curate("t", [TaskJob("gym/CartPole-v1", "random", 6)], out)
+    first_jobs = [
+        TaskJob("gym/CartPole-v1", "random", 6),
+        TaskJob("gym/KibbleTestGlitchy-v0", "random", 6),
+    ]
+    curate("t", first_jobs, out)
+    before = files_on_disk(out)
+    assert "data/gym__KibbleTestGlitchy-v0/part-00000.parquet" in before
 
     def killed(episode):
         if episode.episode_id.endswith("000003"):
             raise KeyboardInterrupt  # the job is killed midway
 
+    second_jobs = [TaskJob("gym/CartPole-v1", "random", 6, max_steps=5)]
     with pytest.raises(KeyboardInterrupt):
-        curate("t", [TaskJob("gym/CartPole-v1", "random", 6, max_steps=5)], out, on_episode=killed)
+        curate("t", second_jobs, out, on_episode=killed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging left behind
-    assert json.loads((out / "manifest.json").read_text()) == first
-    again = curate("t", [TaskJob("gym/CartPole-v1", "random", 6)], out)
-    assert [f["sha256"] for f in again["files"]] == [f["sha256"] for f in first["files"]]
+    assert files_on_disk(out) == before  # every old file there, byte for byte
+
+    # The rerun of the changed config replaces the dataset as a whole: the glitchy task's
+    # files are gone, CartPole's episodes are cut at 5 steps, and the manifest on disk
+    # lists exactly the Parquet files there, with their hashes.
+    again = curate("t", second_jobs, out)
+    after = files_on_disk(out)
+    assert not (out / "data" / "gym__KibbleTestGlitchy-v0").exists()
+    assert after["manifest.json"] != before["manifest.json"]
+    assert json.loads((out / "manifest.json").read_text()) == again
+    assert list(again["tasks"]) == ["gym/CartPole-v1"]
+    parquet = {rel: digest for rel, digest in after.items() if rel.endswith(".parquet")}
+    assert parquet == {f["path"]: f["sha256"] for f in again["files"]}
+    data = "data/gym__CartPole-v1/part-00000.parquet"
+    assert after[data] != before[data]
+    assert max(pq.read_table(out / data)["episode_length"].to_pylist()) <= 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 
 def test_inspect_summarises_and_names_problems(tmp_path):

@@ -81,7 +81,8 @@ def test_a_prompt_from_the_end_is_an_episode_end(cartpole_dataset):
 
 
 def test_image_patches_fill_the_placeholders(procgen_dataset):
-    data = MixtureData(mixture(procgen_dataset, context=18 * 4, prompt_fraction=0.0))
+    context = 18 * 4  # coinrun: 16 patches + separator + 1 action per timestep
+    data = MixtureData(mixture(procgen_dataset, context=context, prompt_fraction=0.0))
     batch = data.sample_batch(3)
     placeholders = np.flatnonzero(batch.tokens.reshape(-1) == IMAGE_PATCH)
     assert len(placeholders) == len(batch.patches) > 0
@@ -89,20 +90,71 @@ def test_image_patches_fill_the_placeholders(procgen_dataset):
     assert batch.patches.shape[1:] == (16, 16, 3) and batch.patches.dtype == np.uint8
     assert (batch.patch_rows[:, 0] < batch.patch_rows[:, 1]).all()
     assert batch.patch_rows.max() <= 128 and batch.patch_cols.max() <= 128
-    # Patches are the stored pixels: a 64x64 frame is 16 patches in raster order.
-    table = pq.read_table(next((procgen_dataset / "data").rglob("*.parquet")))
-    frame = np.frombuffer(table["images"][0][0].as_py(), np.uint8).reshape(64, 64, 3)
-    stored = {
-        frame[r : r + 16, c : c + 16].tobytes() for r in range(0, 64, 16) for c in range(0, 64, 16)
-    }
-    assert len(stored) > 1
 
 
-def test_the_row_group_cache_stays_bounded(cartpole_dataset):
-    data = MixtureData(mixture(cartpole_dataset, context=64, cache_row_groups=1))
+def _stored_patches(dataset) -> list[list[bytes]]:
+    """Per stored episode, the patches of its frames in step order, decoded from the Parquet
+    files without the trainer: each 64x64x3 frame cut into 16 patches of 16x16 in raster
+    order. The batch carries them as the stored uint8 pixels (the model normalizes them)."""
+    episodes: dict[str, dict[int, list[bytes]]] = {}
+    for path in sorted((dataset / "data").rglob("*.parquet")):
+        table = pq.read_table(path, columns=["episode_id", "step", "images", "image_shapes"])
+        for row in table.to_pylist():
+            (image,), (shape,) = row["images"], row["image_shapes"]
+            assert shape == [64, 64, 3]
+            frame = np.frombuffer(image, np.uint8).reshape(64, 64, 3)
+            patches = [frame[r : r + 16, c : c + 16].tobytes() for r in range(0, 64, 16)
+                       for c in range(0, 64, 16)]  # fmt: skip
+            episodes.setdefault(row["episode_id"], {})[row["step"]] = patches
+    return [[p for step in sorted(e) for p in e[step]] for e in episodes.values()]
+
+
+def test_image_patches_are_the_stored_pixels_in_order(procgen_dataset):
+    context = 18 * 4
+    data = MixtureData(mixture(procgen_dataset, context=context, prompt_fraction=0.0))
+    stored = _stored_patches(procgen_dataset)
+    assert len({p for episode in stored for p in episode}) > 16  # frames differ
+    batch = data.sample_batch(8)
+    row_of_patch = batch.patch_index // context
+    for i in range(8):
+        window = [p.tobytes() for p in batch.patches[row_of_patch == i]]
+        assert window and len(window) % 16 == 0
+        # The window's patches are the stored frames of consecutive timesteps of one episode.
+        assert any(
+            episode[s : s + len(window)] == window
+            for episode in stored
+            for s in range(0, len(episode) - len(window) + 1, 16)
+        ), f"sequence {i}: its patches are not the stored frames of consecutive timesteps"
+
+
+def _with_small_row_groups(dataset, out, rows_per_group: int):
+    """A copy of ``dataset`` whose data files hold ``rows_per_group`` rows per row group."""
+    shutil.copytree(dataset, out)
+    for path in (out / "data").rglob("*.parquet"):
+        pq.write_table(pq.read_table(path), path, row_group_size=rows_per_group)
+    return out
+
+
+def test_the_row_group_cache_is_a_bounded_lru(cartpole_dataset, tmp_path):
+    copy = _with_small_row_groups(cartpole_dataset, tmp_path / "small_groups", 10)
+    data = MixtureData(mixture(copy, context=64, cache_row_groups=2))
+    starts = data.files[0].group_starts
+    assert len(starts) - 1 >= 4  # several row groups to evict between
+    reads = []
+    read_group = data.files[0].read_group
+    data.files[0].read_group = lambda g: reads.append(g) or read_group(g)
+    for g in [0, 1, 0, 2, 0, 1]:  # capacity 2: group 2 evicts 1 (least recently used), not 0
+        data.read_steps(0, int(starts[g]), int(starts[g]) + 1)
+        assert len(data._cache) <= 2
+    assert reads == [0, 1, 2, 1]
+    # Sampling across many groups keeps at most two decoded, and evicted groups read right.
+    table = pq.read_table(data.files[0].url, columns=["observation_tokens"])
     for _ in range(50):
         data.sample_sequence()
-    assert len(data._cache) <= 1
+        assert len(data._cache) <= 2
+    assert len(set(reads)) > 2
+    steps = data.read_steps(0, 0, int(starts[-1]))
+    assert steps.observation_tokens.tolist() == table["observation_tokens"].to_pylist()
 
 
 def test_same_seed_same_batches(cartpole_dataset):
