@@ -115,7 +115,7 @@ class EpisodeTokenizer:
     >>> import gymnasium as gym
     >>> tok = EpisodeTokenizer(gym.spaces.Box(-5, 5, (2,)), gym.spaces.Discrete(3))
     >>> steps = tok.tokenize(np.array([[0.0, 1.0]]), np.array([2]))
-    >>> tok.timestep_sequence(steps).tolist()
+    >>> timestep_sequence(steps).tolist()
     [32512, 32744, 33024, 2]
     >>> int(tok.decode_action(steps.action_tokens[0]))
     2
@@ -152,22 +152,32 @@ class EpisodeTokenizer:
             raise TokenizeError(f"{len(obs)} observations but {len(act)} actions")
         return TokenizedSteps(obs, act, self.observation.images(observations))
 
-    @staticmethod
-    def timestep_sequence(steps: TokenizedSteps) -> NDArray[np.int32]:
-        """The flat token stream ``obs, SEPARATOR, act`` per timestep, in order."""
-        sep = np.full((len(steps), 1), SEPARATOR, dtype=np.int32)
-        return np.concatenate([steps.observation_tokens, sep, steps.action_tokens], axis=1).reshape(
-            -1
-        )
-
-    @staticmethod
-    def loss_mask(steps: TokenizedSteps) -> NDArray[np.bool_]:
-        """True on action tokens (the only ones trained on), aligned with the sequence."""
-        t, n_obs = steps.observation_tokens.shape
-        n_act = steps.action_tokens.shape[1]
-        row = np.concatenate([np.zeros(n_obs + 1, bool), np.ones(n_act, bool)])
-        return np.tile(row, t)
-
     def decode_action(self, action_tokens: NDArray[np.integer]) -> Any:
         """Action tokens of one step ``(n_act,)`` (or ``(B, n_act)``) -> environment action(s)."""
         return self.action.decode(action_tokens)
+
+
+def timestep_layout(n_obs: int, n_act: int) -> tuple[NDArray, NDArray, NDArray]:
+    """Per-position arrays of one timestep ``obs, SEPARATOR, act`` (docs/format.md §7):
+    (loss mask: True on action tokens, observation position, action position), where a
+    position is 1 + the token's index inside its part and 0 elsewhere."""
+    k = n_obs + 1 + n_act
+    mask = np.zeros(k, bool)
+    mask[n_obs + 1 :] = True
+    obs_pos = np.zeros(k, np.int64)
+    obs_pos[:n_obs] = np.arange(1, n_obs + 1)
+    act_pos = np.zeros(k, np.int64)
+    act_pos[n_obs + 1 :] = np.arange(1, n_act + 1)
+    return mask, obs_pos, act_pos
+
+
+def timestep_sequence(steps: TokenizedSteps) -> NDArray[np.int32]:
+    """The flat token stream ``obs, SEPARATOR, act`` per timestep, in order: (T * k,)."""
+    sep = np.full((len(steps), 1), SEPARATOR, dtype=np.int32)
+    return np.concatenate([steps.observation_tokens, sep, steps.action_tokens], axis=1).reshape(-1)
+
+
+def loss_mask(steps: TokenizedSteps) -> NDArray[np.bool_]:
+    """True on action tokens (the only ones trained on), aligned with the sequence."""
+    t, n_obs = steps.observation_tokens.shape
+    return np.tile(timestep_layout(n_obs, steps.action_tokens.shape[1])[0], t)

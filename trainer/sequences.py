@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from kibble.tokenize.episode import TokenizedSteps
+from kibble.tokenize.episode import TokenizedSteps, timestep_layout, timestep_sequence
 from kibble.tokenize.images import image_to_patches, patch_position_intervals
-from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
+from kibble.tokenize.vocab import IMAGE_PATCH
 
 
 def concat_steps(parts: list[TokenizedSteps]) -> TokenizedSteps:
@@ -49,27 +49,11 @@ class TokenWindow:
         return len(self.tokens)
 
 
-def timestep_layout(n_obs: int, n_act: int) -> tuple[NDArray, NDArray, NDArray]:
-    """Per-position arrays of one timestep: (loss mask, observation position, action position)."""
-    k = n_obs + 1 + n_act
-    mask = np.zeros(k, bool)
-    mask[n_obs + 1 :] = True
-    obs_pos = np.zeros(k, np.int64)
-    obs_pos[:n_obs] = np.arange(1, n_obs + 1)
-    act_pos = np.zeros(k, np.int64)
-    act_pos[n_obs + 1 :] = np.arange(1, n_act + 1)
-    return mask, obs_pos, act_pos
-
-
 def build_sequence(steps: TokenizedSteps) -> TokenWindow:
     """T timesteps -> a TokenWindow of T * (n_obs + 1 + n_act) tokens."""
     t, n_obs = steps.observation_tokens.shape
     n_act = steps.action_tokens.shape[1]
-    sep = np.full((t, 1), SEPARATOR, np.int64)
-    tokens = np.concatenate(
-        [steps.observation_tokens.astype(np.int64), sep, steps.action_tokens.astype(np.int64)],
-        axis=1,
-    ).reshape(-1)  # (T * k,)
+    tokens = timestep_sequence(steps).astype(np.int64)  # (T * k,)
     mask, obs_pos, act_pos = (np.tile(a, t) for a in timestep_layout(n_obs, n_act))
     if steps.images:
         # Placeholders come leaf by leaf inside each observation, so the patches of every

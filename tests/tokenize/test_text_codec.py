@@ -10,7 +10,7 @@ import sentencepiece as spm
 from gymnasium import spaces
 
 from kibble.errors import TokenizeError
-from kibble.tokenize.episode import EpisodeTokenizer
+from kibble.tokenize.episode import EpisodeTokenizer, timestep_sequence
 from kibble.tokenize.spaces import TextCodec, leaf_codecs
 from kibble.tokenize.text import DEFAULT_TEXT_MODEL, TextTokenizer
 from kibble.tokenize.vocab import SEPARATOR, TEXT_VOCAB_SIZE
@@ -40,7 +40,7 @@ def test_a_text_leaf_becomes_the_models_ids_after_the_other_keys_in_key_order():
     # Keys in lexicographic order: mission, then x.
     assert steps.observation_tokens.tolist() == [[*ids, x] for x in (0, 1, 2)]
     assert (steps.observation_tokens[:, :5] < TEXT_VOCAB_SIZE).all()
-    assert tok.timestep_sequence(steps)[:7].tolist() == [*ids, 0, SEPARATOR]
+    assert timestep_sequence(steps)[:7].tolist() == [*ids, 0, SEPARATOR]
 
 
 def test_missions_of_different_episodes_give_different_token_counts():
