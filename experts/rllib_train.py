@@ -1,9 +1,9 @@
 """Train a per-task expert with RLlib (new API stack): defaults per family, resumable.
 
 An expert directory holds ``checkpoint/`` (an RLlib Algorithm checkpoint, replaced
-atomically each time), ``kibble_expert.json`` (task, algorithm, spaces, settings,
-progress) and ``progress.jsonl`` (one line per training iteration). Running the
-command again on the same directory resumes from the checkpoint.
+atomically each time), ``kibble_expert.json`` (task, algorithm, spaces, settings, the
+Ray nodes it ran on, progress) and ``progress.jsonl`` (one line per training iteration).
+Running the command again on the same directory resumes from the checkpoint.
 
 Defaults: PPO for discrete actions and for image observations (with a CNN sized for
 the family's frames), PPO for continuous control too (SAC with ``--algorithm SAC``).
@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 from gymnasium import spaces
 
 import kibble
+from kibble.atomic import swap_in
 from kibble.envs import describe_space, get_task
 from kibble.errors import KibbleError
 from kibble.experts.rllib_policy import (
@@ -70,7 +72,9 @@ class ExpertTrainConfig:
     seed: int = 0
     """RLlib's seed."""
     ray_address: str | None = None
-    """An existing Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray."""
+    """An existing Ray cluster: its head's HOST:PORT (6379 unless ``ray start --head``
+    was given another ``--port``) from a machine that joined the cluster, or ``auto`` for
+    the cluster this machine belongs to; default: a local Ray."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """AlgorithmConfig fields to override, e.g. {"lr": 1e-4}."""
 
@@ -189,18 +193,10 @@ def _training_env(task_id: str):
 
 def _save_checkpoint(algo: Any, out: Path) -> None:
     """Write the checkpoint beside the old one, then swap, so one always exists whole."""
-    final, tmp, old = (
-        out / CHECKPOINT_SUBDIR,
-        out / f".{CHECKPOINT_SUBDIR}.tmp",
-        out / f".{CHECKPOINT_SUBDIR}.old",
-    )
+    tmp = out / f".{CHECKPOINT_SUBDIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     algo.save_to_path(str(tmp.resolve()))
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, out / CHECKPOINT_SUBDIR)
 
 
 def train_expert(
@@ -231,13 +227,8 @@ def train_expert(
 
     torch.set_num_threads(cfg.torch_threads)
     if not ray.is_initialized():
-        # Ray's own INFO and WARNING lines at start-up (local instance started, token
-        # authentication, ...) are not about the expert; errors still show.
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if cfg.ray_address:
-            ray.init(address=cfg.ray_address, **quiet)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+        _init_ray(cfg.ray_address)
+    _warn_if_too_few_cpus(cfg.num_env_runners)
     try:
         algo = config.build_algo()
     except ValueError as e:  # RLlib's validation of the settings (e.g. a bad --set value)
@@ -254,6 +245,7 @@ def train_expert(
         "action_space": describe_space(act_space),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "kibble_version": kibble.__version__,
+        "ray": _ray_placement(algo, cfg),
         "progress": previous.get("progress") if previous else None,
     }
     # Written before training too, so an interrupted run is recognised when resumed.
@@ -275,15 +267,7 @@ def train_expert(
                 progress.flush()
                 if on_iteration:
                     on_iteration(report)
-                done = (
-                    report.env_steps >= cfg.timesteps
-                    or (
-                        cfg.target_return is not None
-                        and report.return_mean is not None
-                        and report.return_mean >= cfg.target_return
-                    )
-                    or (cfg.max_minutes is not None and report.seconds >= 60 * cfg.max_minutes)
-                )
+                done = stop_rule_met(report, cfg)
                 if done or report.iteration % cfg.checkpoint_every == 0:
                     _save_checkpoint(algo, out)
                 if done:
@@ -293,6 +277,134 @@ def train_expert(
     metadata["progress"] = asdict(report) if report else None
     (out / EXPERT_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
+
+
+def stop_rule_met(report: IterationReport, cfg: ExpertTrainConfig) -> bool:
+    """The rule `train_expert` stops on: the step budget spent, the target mean training
+    return reached, or this run's time limit (``max_minutes``) used up."""
+    return (
+        report.env_steps >= cfg.timesteps
+        or (
+            cfg.target_return is not None
+            and report.return_mean is not None
+            and report.return_mean >= cfg.target_return
+        )
+        or (cfg.max_minutes is not None and report.seconds >= 60 * cfg.max_minutes)
+    )
+
+
+def training_finished(out: str | Path, cfg: ExpertTrainConfig) -> bool:
+    """True when the expert directory ``out`` holds a checkpoint for ``cfg.task`` whose
+    last completed `train_expert` run met ``cfg``'s stop rule (:func:`stop_rule_met`), so
+    running `train_expert` with ``cfg`` again would not train further.
+
+    Reads ``kibble_expert.json``, whose progress is written when a run ends (with its
+    final checkpoint), not the per-iteration ``progress.jsonl`` (which can run ahead of
+    the checkpoint after an interruption). A run that stopped at its ``max_minutes``
+    counts as finished when ``cfg`` has a time limit too; give ``max_minutes=None`` to
+    ask only about the step budget and the target return.
+    """
+    out = Path(out)
+    meta = read_expert_metadata(out)
+    if meta is None or meta.get("task") != cfg.task or not (out / CHECKPOINT_SUBDIR).is_dir():
+        return False
+    progress = meta.get("progress") or {}
+    if not progress:
+        return False
+    report = IterationReport(
+        iteration=int(progress.get("iteration", 0)),
+        env_steps=int(progress.get("env_steps", 0)),
+        return_mean=_finite(progress.get("return_mean")),
+        seconds=float(progress.get("seconds", 0.0)),
+    )
+    return stop_rule_met(report, cfg)
+
+
+# How long to wait for a Ray head's port to answer before calling it unreachable:
+# ray.init itself retries an unreachable GCS forever (seen: still retrying after 5 min).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _init_ray(address: str | None) -> None:
+    """Start a local Ray, or join the cluster at ``address`` (checked first, so an
+    unreachable address is a clear error, not a hang)."""
+    import ray
+
+    # Ray's own INFO and WARNING lines at start-up (local instance started, token
+    # authentication, ...) are not about the expert; errors still show.
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if not address:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+        return
+    hostport = address.removeprefix("ray://")
+    if hostport != "auto":
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise KibbleError(
+                f"--ray-address {address!r} is not HOST:PORT; give the Ray head's address "
+                "as `ray start --head` printed it (e.g. 10.0.0.5:6379), or auto on a machine "
+                "that joined the cluster"
+            )
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S):
+                pass
+        except OSError as e:
+            raise KibbleError(
+                f"cannot reach a Ray cluster at --ray-address {address} ({e}); start one with "
+                f"`ray start --head --port {port}` on {host} (and `ray start --address "
+                f"{host}:{port}` on the other machines), check the host, port and firewall, "
+                "or leave out --ray-address to train on a local Ray"
+            ) from e
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise KibbleError(
+            f"cannot join the Ray cluster at --ray-address {address}: {e} Run kibble on a "
+            "machine that joined the cluster (`ray start --address HEAD:6379`), or leave out "
+            "--ray-address to train on a local Ray"
+        ) from e
+    log.info("joined the Ray cluster at %s: %d node(s)", address, _alive_nodes())
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def _warn_if_too_few_cpus(num_env_runners: int) -> None:
+    """RLlib waits, without a word, for env runners the cluster has no CPUs for."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if num_env_runners > cpus:
+        log.warning(
+            "%d env runners need %d CPUs (one each) but the Ray cluster has %g: training "
+            "waits until nodes with more CPUs join; lower --num-env-runners otherwise",
+            num_env_runners,
+            num_env_runners,
+            cpus,
+        )
+
+
+def _ray_placement(algo: Any, cfg: ExpertTrainConfig) -> dict:
+    """Where this run's Ray work ran: the cluster joined, its nodes, the env runners' nodes
+    (recorded so a run on a cluster can be told from one on a local Ray)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    runner_nodes: list[str] = []
+    if cfg.num_env_runners > 0:
+        runner_nodes = algo.env_runner_group.foreach_env_runner(
+            lambda _runner: ray.get_runtime_context().get_node_id(), local_env_runner=False
+        )
+    return {
+        "address": cfg.ray_address or "local",
+        "gcs_address": context.gcs_address,
+        "nodes": _alive_nodes(),
+        "driver_node": context.get_node_id(),
+        "env_runner_nodes": list(runner_nodes),
+    }
 
 
 def _finite(x: Any) -> float | None:
