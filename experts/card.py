@@ -136,4 +136,71 @@ def read_card(path: str | Path) -> ExpertCard:
         raise KibbleError(f"{path} is not a kibble expert card: {e}") from e
 
 
-__all__ = ["ExpertCard", "ReturnStats", "make_card", "read_card", "write_card"]
+def card_matches(
+    card: ExpertCard,
+    task: str,
+    source: str,
+    episodes: int,
+    seed: int,
+    max_steps: int | None = None,
+    sample: bool = False,
+) -> bool:
+    """True when ``card`` measured ``source`` on ``task`` with these settings: what
+    :func:`make_card` would measure again (a card can then be reused)."""
+    src = parse_source(source)
+    return (
+        card.task == task
+        and card.expert == src.text
+        and card.episodes == episodes
+        and card.seeds[:1] == [seed]
+        and card.max_steps == max_steps
+        and card.sampled == (sample and src.can_sample)
+    )
+
+
+def current_card(
+    path: str | Path,
+    task: str,
+    source: str,
+    episodes: int,
+    seed: int,
+    max_steps: int | None = None,
+    sample: bool = False,
+) -> ExpertCard | None:
+    """The card at ``path`` if it still holds: it exists, :func:`card_matches` these
+    settings, and the expert's checkpoint (for learned sources) has not changed since it
+    was written (a retrained expert needs a new card). None otherwise."""
+    path = Path(path)
+    try:
+        card = read_card(path)
+    except KibbleError:
+        return None
+    if not card_matches(card, task, source, episodes, seed, max_steps, sample):
+        return None
+    src = parse_source(source)
+    local = src.location is not None and "://" not in src.location
+    if local and _newest_mtime(Path(src.location)) > path.stat().st_mtime:
+        return None
+    return card
+
+
+def _newest_mtime(location: Path) -> float:
+    """The latest modification time of a checkpoint file or of any file under a folder
+    (inf when it is missing: a card of a vanished expert is not current)."""
+    if location.is_file():
+        return location.stat().st_mtime
+    if not location.is_dir():
+        return float("inf")
+    times = [p.stat().st_mtime for p in location.rglob("*") if p.is_file()]
+    return max(times, default=location.stat().st_mtime)
+
+
+__all__ = [
+    "ExpertCard",
+    "ReturnStats",
+    "card_matches",
+    "current_card",
+    "make_card",
+    "read_card",
+    "write_card",
+]

@@ -29,7 +29,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import apache_beam as beam
@@ -175,8 +177,48 @@ def default_options(argv: list[str], output: str | None = None) -> PipelineOptio
     return PipelineOptions(args)
 
 
-def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
-    """Run the job; returns the manifest of the dataset written to ``config.output``."""
+def planned_shards(config: DatasetConfig) -> int:
+    """How many shards (units of parallel work) the job rolls out: a progress bar's total."""
+    return sum(len(stages.plan_shards(job, config.episodes_per_shard)) for job in config.tasks)
+
+
+@contextmanager
+def _watch_rollouts(root: str, on_progress: Callable[[int], None] | None) -> Iterator[None]:
+    """Tell ``on_progress`` how many shards workers have rolled out (their staging files,
+    each written whole), every half second while the pipeline runs."""
+    if on_progress is None:
+        yield
+        return
+    stop = threading.Event()
+    staging = layout.join(root, STAGING)
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            try:
+                done = sum(1 for f in layout.list_files(staging) if f.endswith(".parquet"))
+            except OSError:  # a listing racing a worker's write: count again next time
+                continue
+            on_progress(done)
+
+    thread = threading.Thread(target=watch, name="kibble-rollout-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run(
+    config: DatasetConfig,
+    beam_args: list[str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Run the job; returns the manifest of the dataset written to ``config.output``.
+
+    ``on_progress`` (called from a watcher thread) gets the number of shards rolled out
+    so far, of :func:`planned_shards`.
+    """
     out = config.output
     options = default_options(beam_args or [], out)
     dataset.check_output(out)
@@ -194,7 +236,7 @@ def run(config: DatasetConfig, beam_args: list[str] | None = None) -> dict:
         shards = [
             s for job in config.tasks for s in stages.plan_shards(rollout_jobs[job.task], per_shard)
         ]
-        with beam.Pipeline(options=options) as p:
+        with _watch_rollouts(root, on_progress), beam.Pipeline(options=options) as p:
             outcomes = (
                 p
                 | "PlanShards" >> beam.Create(shards)

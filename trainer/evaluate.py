@@ -25,18 +25,22 @@ from kibble.errors import KibbleError
 from kibble.experts.card import read_card
 from kibble.experts.evaluation import evaluate, evaluate_policy
 from kibble.experts.rollout import stack_values
-from kibble.schemas.dataset import task_dir_name
 from kibble.schemas.records import Episode
 from kibble.tokenize.episode import EpisodeTokenizer, TokenizedSteps
 from kibble.tokenize.spaces import DiscreteCodec
 from kibble.tokenize.vocab import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
-from kibble.trainer.checkpoint import load_model, model_config_of, read_state
+from kibble.trainer.checkpoint import (
+    CHECKPOINT,
+    STATE,
+    load_model,
+    model_config_of,
+    read_state,
+)
 from kibble.trainer.config import MixtureConfig
 from kibble.trainer.data import MixtureData
 from kibble.trainer.model import Gato
-from kibble.trainer.scores import normalized_score, score_chart, score_table, summarize
-from kibble.trainer.sequences import Sequence as SequenceArrays
-from kibble.trainer.sequences import build_sequence, collate, concat_sequences
+from kibble.trainer.scores import EvalRow, normalized_score, read_scores, scores_file, write_scores
+from kibble.trainer.sequences import TokenWindow, build_sequence, collate, concat_sequences
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +125,8 @@ class GatoPolicy:
         self.prompts: dict[int, TokenizedSteps | None] = {}
         # Per slot, as built sequences so each timestep is turned into arrays once: the
         # prompt, and the last timesteps of the episode (observation and action).
-        self._prompt_sequences: dict[int, list[SequenceArrays]] = {}
-        self.history: dict[int, list[SequenceArrays]] = {}
+        self._prompt_sequences: dict[int, list[TokenWindow]] = {}
+        self.history: dict[int, list[TokenWindow]] = {}
 
     def start_episode(self, slot: int, seed: int) -> None:
         prompt = (
@@ -140,7 +144,7 @@ class GatoPolicy:
         act = np.zeros((1, self.tokenizer.n_action_tokens), np.int32)
         return TokenizedSteps(obs, act, self.tokenizer.observation.images(batch))
 
-    def _context(self, slot: int, current: TokenizedSteps) -> SequenceArrays:
+    def _context(self, slot: int, current: TokenizedSteps) -> TokenWindow:
         """Prompt, the last timesteps of the episode, then the current observation."""
         keep = self.history_steps - 1
         past = self.history[slot][len(self.history[slot]) - keep :] if keep else []
@@ -230,7 +234,7 @@ def evaluate_task(
     card: Path | None = None,
     on_episode: Callable[[Episode], None] | None = None,
     max_steps: int | None = None,
-) -> dict:
+) -> EvalRow:
     """Roll the model out on ``task`` and score it; returns one row of the score table.
 
     ``max_steps`` cuts episodes as the expert card's were cut (e.g. long Atari games).
@@ -240,32 +244,52 @@ def evaluate_task(
     result = evaluate_policy(task, policy, episodes, seed, num_envs, on_episode, max_steps)
     returns = np.array([e.episode_return for e in result])
     success = [e.success for e in result if e.success is not None]
-    return {
-        "task": task,
-        "episodes": episodes,
-        "seeds": [e.seed for e in result],
-        "return_mean": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "success_rate": float(np.mean(success)) if success else None,
-        "expert_return": expert,
-        "random_return": rand,
-        "baseline_source": source,
-        "score": normalized_score(float(returns.mean()), expert, rand),
-        "step": run.step,
-        "max_steps": max_steps,
-    }
+    return EvalRow(
+        task=task,
+        episodes=episodes,
+        seeds=[e.seed for e in result],
+        return_mean=float(returns.mean()),
+        return_std=float(returns.std()),
+        success_rate=float(np.mean(success)) if success else None,
+        expert_return=expert,
+        random_return=rand,
+        baseline_source=source,
+        score=normalized_score(float(returns.mean()), expert, rand),
+        step=run.step,
+        max_steps=max_steps,
+    )
 
 
-def write_report(run_dir: Path, rows: list[dict]) -> dict:
+def write_report(run_dir: Path, rows: list[EvalRow]) -> dict:
     """``RUN_DIR/eval/``: one JSON per task, summary.json, scores.md and scores.png."""
-    out = Path(run_dir) / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    for r in rows:
-        (out / f"{task_dir_name(r['task'])}.json").write_text(json.dumps(r, indent=2) + "\n")
-    summary = summarize(rows)
-    (out / "summary.json").write_text(json.dumps({"rows": rows, **summary}, indent=2) + "\n")
-    (out / "scores.md").write_text(score_table(rows, summary) + "\n")
-    chart = score_chart(rows, out / "scores.png")
-    summary["chart"] = str(chart) if chart else None
-    summary["table"] = score_table(rows, summary)
-    return summary
+    return write_scores(run_dir, rows)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What one task's evaluation plays: episodes from a seed, cut at ``max_steps``."""
+
+    task: str
+    episodes: int
+    seed: int
+    max_steps: int | None = None
+
+
+def current_scores(run_dir: str | Path, wanted: Sequence[EvalRequest]) -> list[EvalRow] | None:
+    """The stored evaluation of ``run_dir`` if it played exactly ``wanted`` (tasks in order,
+    episodes, first seed, cut) on the run's last checkpoint; None when it must be redone.
+
+    A checkpoint written after the scores (training resumed or redone) makes them stale.
+    """
+    rows = read_scores(run_dir)
+    state = Path(run_dir) / CHECKPOINT / STATE
+    if rows is None or not state.is_file():
+        return None
+    played = [
+        EvalRequest(r.task, r.episodes, r.seeds[0] if r.seeds else -1, r.max_steps) for r in rows
+    ]
+    if played != list(wanted):
+        return None
+    if scores_file(run_dir).stat().st_mtime <= state.stat().st_mtime:
+        return None
+    return rows

@@ -1,4 +1,4 @@
-"""Expert-normalized scores (SPEC 6): per task, per family, IQM, counts above 50% and 80%.
+"""Expert-normalized scores (docs/format.md §13): per task and family, IQM, tasks above 50% and 80%.
 
 >>> normalized_score(75.0, expert=100.0, random=50.0)
 50.0
@@ -8,10 +8,79 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from kibble.errors import KibbleError
+from kibble.schemas.dataset import task_dir_name
+
+EVAL_DIR = "eval"
+"""``RUN_DIR/eval``: a JSON per task, summary.json, scores.md and scores.png."""
+EVAL_SUMMARY = "summary.json"
+
+
+@dataclass
+class EvalRow:
+    """One task's evaluation: the generalist's returns and its expert-normalized score.
+
+    A row of the score table, of ``RUN_DIR/eval/summary.json`` and of a task's own JSON
+    file; :func:`write_scores` and :func:`read_scores` are the one pair that store them.
+    """
+
+    task: str
+    episodes: int
+    seeds: list[int]
+    """Episode i reset with ``seeds[i]``."""
+    return_mean: float
+    return_std: float
+    success_rate: float | None
+    expert_return: float
+    random_return: float
+    baseline_source: str
+    """Where the expert and random returns came from: a card's path, or the manifest."""
+    score: float
+    """``100 * (R - R_random) / (R_expert - R_random)``; NaN when the expert is no better."""
+    step: int
+    """The training step of the checkpoint evaluated."""
+    max_steps: int | None = None
+    """Episodes were cut here (as the expert card's were)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = EVAL_SUMMARY) -> EvalRow:
+        names = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or not {"task", "score"} <= set(d):
+            raise KibbleError(f"{where}: an evaluation row must be a JSON object with task, score")
+        row = cls(**{k: v for k, v in d.items() if k in names})
+        # JSON written with allow_nan=False (report.json) holds a missing score as null.
+        row.score = float("nan") if row.score is None else float(row.score)
+        return row
+
+    @property
+    def has_score(self) -> bool:
+        return math.isfinite(self.score)
+
+    def line(self, expert_is_random: bool = False) -> str:
+        """``task: return 9.0 ± 0.0 over 1 episodes (expert 9.5, random 17.5): score 5.9%``."""
+        if self.has_score:
+            score = f"score {self.score:.1f}%"
+        elif expert_is_random:
+            score = "no score (the expert is the random policy)"
+        else:
+            score = "no score (the expert is no better than random)"
+        success = "" if self.success_rate is None else f", success {self.success_rate:.2f}"
+        return (
+            f"{self.task}: return {self.return_mean:.1f} ± {self.return_std:.1f} over "
+            f"{self.episodes} episodes{success} (expert {self.expert_return:.1f}, random "
+            f"{self.random_return:.1f}): {score}"
+        )
 
 
 def normalized_score(score: float, expert: float, random: float) -> float:
@@ -38,12 +107,12 @@ def _finite_mean(values: list[float]) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Rows with ``task`` and ``score`` -> families, IQM, and how many tasks clear 50 / 80%."""
+def summarize(rows: list[EvalRow]) -> dict:
+    """Rows -> families, IQM, and how many tasks clear 50 / 80%."""
     by_family: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        by_family[r["task"].split("/", 1)[0]].append(r["score"])
-    scores = [r["score"] for r in rows]
+        by_family[r.task.split("/", 1)[0]].append(r.score)
+    scores = [r.score for r in rows]
     return {
         "tasks": len(rows),
         "iqm": interquartile_mean(scores),
@@ -57,7 +126,7 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def score_table(rows: list[dict], summary: dict) -> str:
+def score_table(rows: list[EvalRow], summary: dict) -> str:
     """A Markdown table per task, then per family, then the aggregate line."""
     lines = [
         "| task | return | expert | random | score % |",
@@ -65,8 +134,8 @@ def score_table(rows: list[dict], summary: dict) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['return_mean']:.1f} ± {r['return_std']:.1f} | "
-            f"{r['expert_return']:.1f} | {r['random_return']:.1f} | {r['score']:.1f} |"
+            f"| {r.task} | {r.return_mean:.1f} ± {r.return_std:.1f} | "
+            f"{r.expert_return:.1f} | {r.random_return:.1f} | {r.score:.1f} |"
         )
     lines += ["", "| family | tasks | mean score % | IQM % |", "|---|---|---|---|"]
     for f, v in summary["families"].items():
@@ -79,7 +148,7 @@ def score_table(rows: list[dict], summary: dict) -> str:
     return "\n".join(lines)
 
 
-def score_chart(rows: list[dict], path: Path) -> Path | None:
+def score_chart(rows: list[EvalRow], path: Path) -> Path | None:
     """A bar chart of the score per task, with the 50% and 80% lines (None without matplotlib)."""
     try:
         import matplotlib
@@ -89,8 +158,8 @@ def score_chart(rows: list[dict], path: Path) -> Path | None:
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(rows) + 2), 3.5))
-    names = [r["task"] for r in rows]
-    ax.bar(range(len(rows)), [r["score"] for r in rows], color="tab:blue")
+    names = [r.task for r in rows]
+    ax.bar(range(len(rows)), [r.score for r in rows], color="tab:blue")
     for level, style in ((50, ":"), (80, "--")):
         ax.axhline(level, color="gray", linestyle=style, linewidth=1, label=f"{level}%")
     ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
@@ -101,3 +170,36 @@ def score_chart(rows: list[dict], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def write_scores(run_dir: str | Path, rows: list[EvalRow]) -> dict:
+    """``RUN_DIR/eval/``: one JSON per task, summary.json (the rows and :func:`summarize`),
+    scores.md and scores.png; returns the summary with its ``table`` and ``chart``."""
+    out = Path(run_dir) / EVAL_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        (out / f"{task_dir_name(r.task)}.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
+    summary = summarize(rows)
+    body = {"rows": [r.to_dict() for r in rows], **summary}
+    (out / EVAL_SUMMARY).write_text(json.dumps(body, indent=2) + "\n")
+    (out / "scores.md").write_text(score_table(rows, summary) + "\n")
+    chart = score_chart(rows, out / "scores.png")
+    summary["chart"] = str(chart) if chart else None
+    summary["table"] = score_table(rows, summary)
+    return summary
+
+
+def scores_file(run_dir: str | Path) -> Path:
+    """``RUN_DIR/eval/summary.json``."""
+    return Path(run_dir) / EVAL_DIR / EVAL_SUMMARY
+
+
+def read_scores(run_dir: str | Path) -> list[EvalRow] | None:
+    """The rows :func:`write_scores` stored for ``run_dir``; None when there are none (or
+    the file is unreadable: a run evaluated by nothing yet)."""
+    path = scores_file(run_dir)
+    try:
+        body = json.loads(path.read_text())
+        return [EvalRow.from_dict(r, str(path)) for r in body["rows"]]
+    except (OSError, ValueError, KeyError, TypeError, KibbleError):
+        return None

@@ -1,7 +1,7 @@
 """The training loop: config, device, data, model, optimizer, schedule, loop, checkpoints.
 
 AdamW (betas 0.9/0.95, weight decay 0.1), linear warm-up then cosine decay to a tenth of
-the peak, gradient clipping at 1.0 (SPEC 5 / Gato). Loss per task family and tokens/s go
+the peak, gradient clipping at 1.0 (Gato). Loss per task family and tokens/s go
 to TensorBoard (``RUN_DIR/tensorboard``) and to ``RUN_DIR/metrics.jsonl``.
 
 Rerunning on the same ``RUN_DIR`` resumes from its checkpoint: model, optimizer, step,
@@ -36,10 +36,17 @@ from kibble.trainer.checkpoint import (
 from kibble.trainer.config import MixtureConfig
 from kibble.trainer.data import MixtureData
 from kibble.trainer.model import Gato
+from kibble.trainer.summary import (
+    METRICS,
+    TASKS,
+    TrainingSummary,
+    final_losses,
+    read_metrics,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
-METRICS = "metrics.jsonl"
 RUN_CONFIG = "mixture.json"
 
 
@@ -93,8 +100,9 @@ def train(
     run_dir: str | Path,
     on_step: Callable[[StepReport], None] | None = None,
     on_start: Callable[[dict], None] | None = None,
-) -> dict:
-    """Train (or resume) a run; returns a summary of what was done.
+) -> TrainingSummary:
+    """Train (or resume) a run; returns a summary of what was done (and, on rank 0,
+    records it in ``RUN_DIR/training.json``: see :mod:`kibble.trainer.summary`).
 
     ``on_start`` gets what is about to be trained (once the data and model are ready),
     ``on_step`` a :class:`StepReport` every ``log_every`` steps.
@@ -169,7 +177,7 @@ def train(
             {
                 "step": step,
                 "parameters": model.num_parameters(),
-                "tasks": [t.name for t in data.tasks],
+                "tasks": [t.task for t in data.tasks],
                 "episodes": data.num_episodes,
                 "timesteps": data.num_steps,
                 "device": str(device),
@@ -236,17 +244,21 @@ def train(
             import torch.distributed as tdist
 
             tdist.destroy_process_group()
-    return {
-        "run_dir": str(run_dir),
-        "step": step,
-        "steps": config.steps,
-        "tokens": tokens_seen,
-        "seconds": elapsed,
-        "parameters": model.num_parameters(),
-        "stopped_early": stopped_early,
-        "resumed": resume,
-        "tasks": [t.name for t in data.tasks],
-    }
+    summary = TrainingSummary(
+        run_dir=str(run_dir),
+        step=step,
+        steps=config.steps,
+        tokens=tokens_seen,
+        seconds=elapsed,
+        parameters=model.num_parameters(),
+        stopped_early=stopped_early,
+        resumed=resume,
+        tasks=[t.task for t in data.tasks],
+    )
+    if dist.rank == 0:
+        summary.final_loss, summary.final_family_loss = final_losses(read_metrics(run_dir))
+        write_record(run_dir, summary, config)
+    return summary
 
 
 def _save(run_dir, model, optimizer, config, data, step, tokens, elapsed) -> None:
@@ -272,16 +284,17 @@ def _write_tasks(run_dir: Path, data: MixtureData) -> None:
     """The tasks the run trains on, with their token layout and expert returns (for eval)."""
     tasks = [
         {
-            "task": t.name,
+            "task": t.task,
             "dataset": t.dataset,
             "n_observation_tokens": t.n_observation_tokens,
             "n_action_tokens": t.n_action_tokens,
             "expert_return": t.expert_return,
             "random_return": t.random_return,
+            "text_model": t.text_model,
         }
         for t in data.tasks
     ]
-    (run_dir / "tasks.json").write_text(json.dumps(tasks, indent=2) + "\n")
+    (run_dir / TASKS).write_text(json.dumps(tasks, indent=2) + "\n")
 
 
 def _tensorboard(run_dir: Path):

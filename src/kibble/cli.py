@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 
-from kibble.demo import Display
+from kibble.display import (
+    Display,
+    RichDisplay,
+    on_episode,
+    on_expert_iteration,
+    on_training_start,
+    on_training_step,
+)
 from kibble.errors import KibbleError
 
 app = typer.Typer(
@@ -103,14 +110,23 @@ def expert_train(
         float | None, typer.Option(help="Stop once the mean training return reaches this.")
     ] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
-    num_env_runners: Annotated[int, typer.Option(min=0, help="RLlib env-runner processes.")] = 0,
+    num_env_runners: Annotated[
+        int,
+        typer.Option(
+            min=0, help="RLlib env-runner actors, one CPU each (0: sample in this process)."
+        ),
+    ] = 0,
     num_envs: Annotated[int, typer.Option(min=1, help="Environments per env runner.")] = 8,
     checkpoint_every: Annotated[
         int, typer.Option(min=1, help="Checkpoint every N iterations.")
     ] = 5,
     seed: Annotated[int, typer.Option(help="RLlib seed.")] = 0,
     ray_address: Annotated[
-        str | None, typer.Option(help="Use an existing Ray cluster (default: a local Ray).")
+        str | None,
+        typer.Option(
+            help="An existing Ray cluster: its head's HOST:PORT (e.g. 10.0.0.5:6379), or auto; "
+            "run kibble on a machine that joined it (default: a local Ray)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -118,8 +134,6 @@ def expert_train(
     ] = None,
 ) -> None:
     """Train an RLlib expert for TASK, checkpointing to --out; rerun to resume."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from kibble.experts.rllib_train import ExpertTrainConfig, train_expert
 
     _quiet_ray()
@@ -138,26 +152,9 @@ def expert_train(
         ray_address=ray_address,
         overrides=_parse_overrides(set_ or []),
     )
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=_stderr(),
-    ) as bar:
-        job = bar.add_task(f"training {task}", total=timesteps, status="starting Ray")
-
-        last = {"return": "n/a"}
-
-        def show(report) -> None:
-            # Iterations in which no episode ended report no return: show the last one.
-            if report.return_mean is not None:
-                last["return"] = f"{report.return_mean:.1f}"
-            status = f"iter {report.iteration} mean return {last['return']}"
-            bar.update(job, completed=report.env_steps, status=status)
-
-        meta = train_expert(cfg, on_iteration=show)
+    with RichDisplay() as display, display.bar(f"training {task}", timesteps) as update:
+        update(info="starting Ray")
+        meta = train_expert(cfg, on_iteration=on_expert_iteration(update))
     progress = meta.get("progress") or {}
     typer.echo(
         f"{task}: {meta['algorithm']} trained to {progress.get('env_steps', 0):,} env steps, "
@@ -186,8 +183,6 @@ def expert_eval(
     ] = None,
 ) -> None:
     """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""
-    from rich.progress import Progress
-
     from kibble.experts.card import make_card, write_card
     from kibble.experts.sources import parse_source
 
@@ -197,11 +192,10 @@ def expert_eval(
     if src.uses_ray:
         _quiet_ray()
     total = episodes if src.is_random else 2 * episodes
-    with Progress(console=_stderr()) as bar:
-        label = expert if src.is_random else f"{expert} and random"
-        job = bar.add_task(f"evaluating {label}", total=total)
+    label = expert if src.is_random else f"{expert} and random"
+    with RichDisplay() as display, display.bar(f"evaluating {label}", total) as update:
         card = make_card(
-            task, expert, episodes, seed, num_envs, lambda _: bar.advance(job), sample, max_steps
+            task, expert, episodes, seed, num_envs, on_episode(update), sample, max_steps
         )
     write_card(card, out)
     sr = "" if card.success_rate is None else f", success rate {card.success_rate:.2f}"
@@ -233,8 +227,6 @@ def rollout(
     ] = None,
 ) -> None:
     """Roll an expert out in one process (no Beam): validate, filter, tokenize, write a dataset."""
-    from rich.progress import Progress
-
     from kibble.experts.sources import parse_source
     from kibble.pipelines.local import TaskJob, curate
     from kibble.schemas.dataset import task_entries
@@ -242,11 +234,8 @@ def rollout(
     if parse_source(expert).uses_ray:
         _quiet_ray()
     job = TaskJob(task, expert, episodes, str(card) if card else None, sample, max_steps)
-    with Progress(console=_stderr()) as bar:
-        progress = bar.add_task(f"rolling out {task}", total=episodes)
-        manifest = curate(
-            out.name, [job], out, seed, fraction, num_envs, lambda _: bar.advance(progress)
-        )
+    with RichDisplay() as display, display.bar(f"rolling out {task}", episodes) as update:
+        manifest = curate(out.name, [job], out, seed, fraction, num_envs, on_episode(update))
     t = task_entries(manifest)[task]
     typer.echo(f"{task}: {t.counts()}; threshold {t.threshold} ({t.rule}); wrote {out}")
 
@@ -292,11 +281,19 @@ def inspect(
     dataset_dir: Annotated[
         str, typer.Argument(help="A dataset directory or URL (gs://, s3://, file:///).")
     ],
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="Skip hashing the files (rows, sizes and counts are still checked)."
+        ),
+    ] = False,
 ) -> None:
-    """Summarise a dataset: counts, returns, tokens per step, size, schema checks."""
+    """Summarise a dataset and verify it: every file against the manifest (sha256, rows,
+    bytes), the manifest's counts against the files, every file against its schema.
+    Exits 1 naming each mismatch."""
     from kibble.pipelines.inspection import inspect_dataset
 
-    report = inspect_dataset(dataset_dir)
+    report = inspect_dataset(dataset_dir, quick=quick)
     typer.echo(f"{dataset_dir}: schema version {', '.join(sorted(report.schema_versions))}")
     for name, t in sorted(report.tasks.items()):
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(t.rejected.items())) or "none"
@@ -314,7 +311,8 @@ def inspect(
         for problem in report.problems:
             typer.echo(f"  {problem}", err=True)
         raise typer.Exit(1)
-    typer.echo("every file matches its schema")
+    checked = "rows, sizes and counts" if quick else "checksums, rows, sizes and counts"
+    typer.echo(f"every file matches its schema and the manifest ({checked})")
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -343,8 +341,6 @@ def train(
     metrics.jsonl and TensorBoard logs (RUN_DIR/tensorboard). Several GPUs:
     torchrun --nproc_per_node N -m kibble train MIXTURE.yaml --out RUN_DIR.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from kibble.trainer.config import load_mixture
     from kibble.trainer.train import train as run_training
 
@@ -359,45 +355,19 @@ def train(
     config = load_mixture(mixture, overrides)
     if out.exists() and not out.is_dir():
         raise KibbleError(f"--out {out} is a file; give a directory")
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
-    bar = Progress(*columns, console=_stderr())
-    task = bar.add_task("training", total=config.steps, info="")
-
-    def start(info: dict) -> None:
-        resuming = f", resuming at step {info['step']}" if info["step"] else ""
-        typer.echo(
-            f"training {info['parameters']:,} parameters on {info['device']}{resuming}: "
-            f"{', '.join(info['tasks'])} ({info['episodes']} episodes, "
-            f"{info['timesteps']:,} timesteps)",
-            err=True,
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 shows and reports
+    with (
+        RichDisplay() if rank0 else Display() as display,
+        display.bar("training", config.steps) as update,
+    ):
+        summary = run_training(
+            config,
+            out,
+            on_step=on_training_step(update),
+            on_start=on_training_start(display, update),
         )
-        bar.update(task, completed=info["step"])
-        bar.start()
-
-    def show(r) -> None:
-        families = " ".join(f"{f} {v:.3f}" for f, v in r.family_loss.items())
-        info = f"loss {r.loss:.3f} ({families}) {r.tokens_per_s:,.0f} tok/s"
-        bar.update(task, completed=r.step, info=info)
-
-    try:
-        summary = run_training(config, out, on_step=show, on_start=start)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
-        return
-    how = "stopped at --max-minutes" if summary["stopped_early"] else "done"
-    typer.echo(
-        f"{how}: step {summary['step']}/{summary['steps']}, {summary['tokens']:,} tokens in "
-        f"{summary['seconds']:.0f} s ({summary['parameters']:,} parameters) on "
-        f"{', '.join(summary['tasks'])}; checkpoint in {out / 'checkpoint'}"
-    )
+    if rank0:
+        typer.echo(f"{summary.line()}; checkpoint in {out / 'checkpoint'}")
 
 
 @app.command("eval")
@@ -422,8 +392,6 @@ def eval_(
 
     Writes RUN_DIR/eval/: a JSON per task, summary.json, scores.md and scores.png.
     """
-    from rich.progress import Progress
-
     from kibble.experts.card import read_card
     from kibble.trainer.evaluate import LoadedRun, evaluate_task, write_report
 
@@ -434,13 +402,21 @@ def eval_(
     cards = {read_card(c).task: c for c in card or []}
     run = LoadedRun.load(run_dir)
     rows = []
-    with Progress(console=_stderr()) as bar:
+    with RichDisplay() as display:
         for t in task:
-            progress = bar.add_task(f"evaluating {t}", total=episodes)
-            advance = lambda _, p=progress: bar.advance(p)  # noqa: E731
-            rows.append(
-                evaluate_task(run, t, episodes, seed, num_envs, cards.get(t), advance, max_steps)
-            )
+            with display.bar(f"evaluating {t}", episodes) as update:
+                rows.append(
+                    evaluate_task(
+                        run,
+                        t,
+                        episodes,
+                        seed,
+                        num_envs,
+                        cards.get(t),
+                        on_episode(update),
+                        max_steps,
+                    )
+                )
     summary = write_report(run_dir, rows)
     typer.echo(summary["table"])
     typer.echo(f"wrote {run_dir / 'eval'}")
@@ -468,92 +444,21 @@ def demo(
     """
     import time
 
-    from kibble.demo import PRESETS, duration
+    from kibble.demo import PRESETS, duration, run_demo
 
     config = PRESETS["short" if short else "default"](out)
     config.seed, config.fresh = seed, fresh
     logging.getLogger("apache_beam").setLevel(logging.ERROR)  # worker chatter, not news
     started = time.monotonic()
-    with _DemoDisplay() as display:
-        from kibble.demo import run_demo
-
+    # Bars vanish when their work ends; the stage lines stay. While a stage runs, what
+    # libraries and Beam's workers print goes to its log file (Display.stage_output).
+    with RichDisplay(transient=True) as display:
         results = run_demo(config, display)
     reused = sum(r.reused for r in results)
     typer.echo(
         f"demo done in {duration(time.monotonic() - started)} "
         f"({reused} of {len(results)} stages reused); report: {out / 'report.md'}"
     )
-
-
-class _DemoDisplay(Display):
-    """The demo's progress drawn with rich: a bar per piece of work, a line per stage.
-
-    While a stage runs, file descriptors 1 and 2 point at its log file (``stage_output``),
-    so what libraries and Beam's worker processes print stays out of the way; the bars
-    and the stage lines go to a copy of the real stderr taken before.
-    """
-
-    def __enter__(self) -> _DemoDisplay:
-        import os
-
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._stderr = os.fdopen(os.dup(2), "w", buffering=1)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=Console(file=self._stderr),
-            transient=True,
-            redirect_stdout=False,  # a stage's prints go to its log, not over the bars
-            redirect_stderr=False,
-        )
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-        self._stderr.close()
-
-    def bar(self, description: str, total: float | None):
-        from contextlib import contextmanager
-
-        @contextmanager
-        def managed():
-            task = self.progress.add_task(description, total=total, info="")
-
-            def update(completed=None, advance=None, info=None) -> None:
-                fields = {} if info is None else {"info": info}
-                self.progress.update(task, completed=completed, advance=advance, **fields)
-
-            try:
-                yield update
-            finally:
-                self.progress.remove_task(task)
-
-        return managed()
-
-    def stage_done(self, number: int, result) -> None:
-        from kibble.demo import STAGES, duration
-
-        took = duration(result.seconds)
-        self._print(f"[{number}/{len(STAGES)}] {result.stage}: {result.summary} ({took})")
-        for line in result.details:
-            self._print(f"    {line}")
-
-    def note(self, line: str) -> None:
-        self._print(f"    {line}")
-
-    def _print(self, line: str) -> None:
-        self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
-
-    def stage_output(self, log_file: Path):
-        from kibble.demo import output_to
-
-        return output_to(log_file)
 
 
 def main() -> None:

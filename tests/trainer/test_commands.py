@@ -29,7 +29,7 @@ def test_train_then_eval(cartpole_dataset, write_mixture, tmp_path):
     run = tmp_path / "run"
     done = kibble("train", mixture, "--out", run)
     assert done.returncode == 0, done.stderr
-    assert "done: step 4/4" in done.stdout
+    assert "4/4 steps (done)" in done.stdout
     done = kibble("train", mixture, "--out", run, "--steps", "6")  # resumes to 6
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "checkpoint" / "state.json").read_text())["progress"]["step"] == 6

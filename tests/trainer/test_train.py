@@ -34,7 +34,8 @@ def test_warm_up_then_cosine_to_a_tenth():
 def test_training_lowers_the_loss_and_writes_a_checkpoint(cartpole_dataset, tmp_path):
     run = tmp_path / "run"
     summary = train(config(cartpole_dataset, steps=30), run)
-    assert summary["step"] == 30 and summary["tasks"] == ["gym/CartPole-v1"]
+    assert summary.step == 30 and summary.tasks == ["gym/CartPole-v1"]
+    assert summary.final_loss == pytest.approx(sum(losses(run)[-3:]) / 3)  # the last tenth
     curve = losses(run)
     assert len(curve) == 30
     # From ln(33026) ~ 10.4 (a uniform guess) down towards CartPole's two actions.
@@ -52,7 +53,7 @@ def test_resuming_continues_the_same_loss_curve(cartpole_dataset, procgen_datase
     train(config(*datasets, context=72, steps=6, checkpoint_every=3, max_minutes=0), resumed)
     assert len(losses(resumed)) == 1  # max_minutes=0 stops after one step, with a checkpoint
     summary = train(config(*datasets, context=72, steps=6), resumed)
-    assert summary["resumed"]
+    assert summary.resumed
     assert losses(resumed) == losses(straight)
 
 

@@ -1,0 +1,240 @@
+"""The demo's presets (what it runs) and paths (where everything goes under ``out``).
+
+Two presets: :func:`default_config` (under 20 minutes on 2 CPU cores) and
+:func:`short_config` (CI: every stage at tiny sizes, about a minute).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kibble.schemas.dataset import task_dir_name
+
+RLLIB = "rllib"  # a DemoTask expert: trained by the demo with RLlib
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """One task of the demo and where its expert comes from."""
+
+    task: str
+    """Task id, e.g. gym/CartPole-v1."""
+    expert: str
+    """``rllib`` (trained by the demo), ``scripted`` or ``random``."""
+    episodes: int
+    """Episodes the pipeline rolls out (each kept or rejected)."""
+    card_episodes: int
+    """Episodes of the expert card (and as many of the random policy, same seeds)."""
+    eval_episodes: int
+    """Episodes the trained generalist plays."""
+    max_steps: int | None = None
+    """Cut dataset and card episodes here (a random Pong game lasts about 900 steps)."""
+
+
+# Meta-World episodes are cut at 100 steps, in the dataset, the cards and the evaluation
+# alike: the scripted experts finish within about 50, and whole 500-step episodes are
+# mostly the arm holding still, which a small model trained for minutes learns to copy
+# (measured: reach-v3 scored -1% trained on 500-step episodes, moving towards the goal
+# on 100-step ones).
+METAWORLD_STEPS = 100
+
+DEFAULT_TASKS = (
+    DemoTask("gym/CartPole-v1", RLLIB, episodes=50, card_episodes=20, eval_episodes=5),
+    DemoTask(
+        "metaworld/reach-v3",
+        "scripted",
+        episodes=50,
+        card_episodes=10,
+        eval_episodes=10,
+        max_steps=METAWORLD_STEPS,
+    ),
+    DemoTask(
+        "metaworld/drawer-close-v3",
+        "scripted",
+        episodes=50,
+        card_episodes=10,
+        eval_episodes=10,
+        max_steps=METAWORLD_STEPS,
+    ),
+    # Random experts bring image observations; their cards' expert is the random policy,
+    # so they have no expert-normalized score (the gap is zero), only returns.
+    DemoTask("procgen/starpilot", "random", episodes=16, card_episodes=10, eval_episodes=2),
+    DemoTask("atari/Pong", "random", episodes=10, card_episodes=5, eval_episodes=1, max_steps=200),
+)
+
+
+@dataclass
+class DemoConfig:
+    """What ``kibble demo`` runs; see :func:`default_config` and :func:`short_config`."""
+
+    out: Path = Path("kibble-out/demo")
+    """Output directory; everything the demo makes goes under it."""
+    preset: str = "default"
+    """The preset's name, for the report."""
+    tasks: tuple[DemoTask, ...] = DEFAULT_TASKS
+    """The tasks, their experts and episode counts."""
+    seed: int = 0
+    """Base seed: expert training, cards (seeds seed..), dataset, training."""
+    eval_seed: int = 1000
+    """Evaluation episodes reset with seeds eval_seed.. (not the cards' seeds)."""
+    expert_timesteps: int = 200_000
+    """RLlib: stop after this many environment steps."""
+    expert_target_return: float | None = 490.0
+    """RLlib: stop once the mean training return reaches this (CartPole's best is 500)."""
+    expert_max_minutes: float = 4.0
+    """RLlib: stop after this long whatever the return (a safety cap)."""
+    expert_overrides: dict[str, Any] = field(default_factory=dict)
+    """RLlib AlgorithmConfig overrides (as `kibble expert train --set`)."""
+    episodes_per_shard: int = 10
+    """Pipeline: episodes per unit of parallel work (and per progress tick)."""
+    num_envs: int = 4
+    """Environments stepped together in cards and rollouts."""
+    model: str | dict[str, int] = "tiny"
+    """Generalist size: a name from kibble.trainer.config.MODEL_SIZES or a table."""
+    context: int = 256
+    """Tokens per training sequence (Gato: 1024; 256 keeps a CPU step short)."""
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    """Peak learning rate (tiny models take a higher one than Gato's 1e-4)."""
+    train_steps: int = 480
+    """Optimizer steps; sized to end near train_minutes on 2 busy cores (about 1 step/s)."""
+    train_minutes: float | None = 8.0
+    """Stop training (with a checkpoint) after this long, whatever train_steps says."""
+    torch_threads: int | None = None
+    """Torch threads for training and evaluation; default half the cores, at least 1.
+    Measured on 2 cores shared with another job: with 1 thread the tiny model trains 3.4x
+    faster than with 2 (3,900 vs 1,100 tokens/s) and played Pong 20x faster (before
+    evaluation had a key/value cache)."""
+    fresh: bool = False
+    """Redo every stage, even when its output exists."""
+
+    @property
+    def threads(self) -> int:
+        return self.torch_threads or max(1, (os.cpu_count() or 2) // 2)
+
+
+def default_config(out: Path = Path("kibble-out/demo")) -> DemoConfig:
+    """The full demo: under 20 minutes on 2 CPU cores."""
+    return DemoConfig(out=Path(out))
+
+
+def short_config(out: Path = Path("kibble-out/demo")) -> DemoConfig:
+    """Every stage at tiny sizes (CI): seconds per stage, about a minute in all."""
+    tasks = (
+        DemoTask("gym/CartPole-v1", RLLIB, episodes=6, card_episodes=2, eval_episodes=1),
+        DemoTask(
+            "metaworld/reach-v3",
+            "scripted",
+            episodes=2,
+            card_episodes=1,
+            eval_episodes=1,
+            max_steps=METAWORLD_STEPS,
+        ),
+        DemoTask(
+            "metaworld/drawer-close-v3",
+            "scripted",
+            episodes=2,
+            card_episodes=1,
+            eval_episodes=1,
+            max_steps=METAWORLD_STEPS,
+        ),
+        DemoTask("procgen/starpilot", "random", episodes=4, card_episodes=2, eval_episodes=1),
+        DemoTask(
+            "atari/Pong", "random", episodes=3, card_episodes=1, eval_episodes=1, max_steps=30
+        ),
+    )
+    return DemoConfig(
+        out=Path(out),
+        preset="short",
+        tasks=tasks,
+        expert_timesteps=500,
+        expert_target_return=None,
+        expert_max_minutes=1.0,
+        # One small PPO iteration: the path runs, the expert is weak.
+        expert_overrides=dict(train_batch_size_per_learner=500, minibatch_size=125, num_epochs=1),
+        episodes_per_shard=2,
+        model={"layers": 1, "heads": 2, "width": 32, "ff": 64, "patch_hidden": 4},
+        context=96,
+        batch_size=4,
+        train_steps=20,
+        train_minutes=None,
+    )
+
+
+PRESETS: dict[str, Callable[[Path], DemoConfig]] = {
+    "default": default_config,
+    "short": short_config,
+}
+
+
+# -- where things go ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where each stage writes, under ``out``."""
+
+    out: Path
+
+    def expert(self, task: str) -> Path:
+        return self.out / "experts" / task_dir_name(task)
+
+    def card(self, task: str) -> Path:
+        return self.out / "cards" / f"{task_dir_name(task)}.json"
+
+    @property
+    def dataset_config(self) -> Path:
+        return self.out / "dataset.yaml"
+
+    @property
+    def dataset(self) -> Path:
+        return self.out / "dataset"
+
+    @property
+    def mixture(self) -> Path:
+        return self.out / "mixture.yaml"
+
+    @property
+    def run(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def logs(self) -> Path:
+        """What libraries and Beam's workers printed, a file per stage."""
+        return self.out / "logs"
+
+    @property
+    def loss_png(self) -> Path:
+        return self.out / "loss.png"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.md"
+
+    @property
+    def report_json(self) -> Path:
+        return self.out / "report.json"
+
+    def owned(self) -> list[Path]:
+        """Everything the demo writes (what ``fresh`` removes)."""
+        return [
+            self.out / "experts",
+            self.out / "cards",
+            self.dataset_config,
+            self.dataset,
+            self.mixture,
+            self.run,
+            self.loss_png,
+            self.report,
+            self.report_json,
+            self.logs,
+        ]
+
+
+def expert_source(paths: DemoPaths, t: DemoTask) -> str:
+    """The expert as the pipeline and the cards name it: a checkpoint path, or a name."""
+    return str(paths.expert(t.task)) if t.expert == RLLIB else t.expert
