@@ -12,14 +12,10 @@ which marks weak experts in `kibble tasks`.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
-import numpy as np
+from expert_sweep import sweep
 
-from kibble.envs import list_tasks
 from kibble.envs.family_metaworld import WEAK_SCRIPTED_SUCCESS
-from kibble.experts.evaluation import evaluate
 
 
 def main() -> None:
@@ -27,34 +23,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    results = {}
-    started = time.perf_counter()
-    print("| task | success | return mean | return std | steps/s |")
-    print("|---|---|---|---|---|")
-    for task in list_tasks("metaworld"):
-        t0 = time.perf_counter()
-        episodes = evaluate(task.id, "scripted", args.episodes, seed=0, num_envs=1)
-        seconds = time.perf_counter() - t0
-        returns = np.array([e.episode_return for e in episodes])
-        success = float(np.mean([bool(e.success) for e in episodes]))
-        steps = sum(e.length for e in episodes)
-        results[task.name] = {
-            "success_rate": success,
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "steps_per_s": steps / seconds,
-        }
-        weak = " (weak)" if success < WEAK_SCRIPTED_SUCCESS else ""
-        print(
-            f"| {task.name} | {success:.1f}{weak} | {returns.mean():.1f} | {returns.std():.1f} "
-            f"| {steps / seconds:.0f} |",
-            flush=True,
-        )
-    seconds = time.perf_counter() - started
-    print(f"\n{len(results)} tasks, {args.episodes} episodes each, {seconds:.0f} s")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+    sweep("metaworld", "scripted", args.episodes, WEAK_SCRIPTED_SUCCESS, out=args.out)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.evaluation import evaluate, success_rate
-from kibble.experts.sources import parse_source
+from kibble.experts.evaluation import evaluate, evaluate_policy, success_rate
+from kibble.experts.sources import load_expert, parse_source
 from kibble.schemas.records import Episode
 from kibble.versions import package_versions
 
@@ -61,6 +62,9 @@ class ExpertCard:
     versions: dict[str, str]
     max_steps: int | None = None
     """Episodes were cut at this many steps (None: played to their end)."""
+    source: dict | None = None
+    """What the source is exactly, where it says (an SB3 zip: file sha256, algorithm,
+    policy class, the expert's view and the dynamics compared)."""
     card_version: str = CARD_VERSION
 
     def to_json(self) -> str:
@@ -89,7 +93,9 @@ def make_card(
     ``max_steps``: cut every episode there, to match a dataset whose episodes are cut.
     """
     src = parse_source(source)
-    expert = evaluate(task_id, src, episodes, seed, num_envs, on_episode, sample, max_steps)
+    task = get_task(task_id)
+    policy = load_expert(task, src, *task.spaces(), sample)
+    expert = evaluate_policy(task_id, policy, episodes, seed, num_envs, on_episode, max_steps)
     rand = (
         expert
         if src.is_random
@@ -108,6 +114,7 @@ def make_card(
         length_mean=float(np.mean([e.length for e in expert])),
         versions=package_versions(_VERSIONED_PACKAGES),
         max_steps=max_steps,
+        source=getattr(policy, "description", None),
     )
 
 

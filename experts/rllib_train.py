@@ -27,7 +27,7 @@ from typing import Any
 from gymnasium import spaces
 
 import kibble
-from kibble.atomic import swap_in
+from kibble.atomic import recover, swap_in
 from kibble.envs import describe_space, get_task
 from kibble.errors import KibbleError
 from kibble.experts.rllib_policy import (
@@ -234,6 +234,7 @@ def train_expert(
     except ValueError as e:  # RLlib's validation of the settings (e.g. a bad --set value)
         raise KibbleError(f"RLlib refused the {algorithm} settings for {cfg.task}: {e}") from e
     checkpoint = out / CHECKPOINT_SUBDIR
+    recover(checkpoint)  # a swap killed on a filesystem without exchange
     if checkpoint.exists():
         algo.restore_from_path(str(checkpoint.resolve()))
         log.info("resumed %s from %s", cfg.task, checkpoint)

@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 import kibble
-from kibble.atomic import swap_in
+from kibble.atomic import recover, swap_in
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
 from kibble.schemas.dataset import (
@@ -83,6 +83,8 @@ def check_output(out: str | os.PathLike) -> None:
     Publishing replaces everything under ``out``, so it must be absent, empty, or a
     kibble dataset (complete or left without a manifest by a killed job).
     """
+    if not is_url(out):
+        recover(out)  # a publish killed on a filesystem without exchange
     fs, path = resolve(out)
     kind = fs.get_file_info(path).type
     if kind == pafs.FileType.File:

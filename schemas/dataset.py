@@ -103,13 +103,6 @@ def sha256(location: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def data_dir(location: str | os.PathLike, task_id: str | None = None) -> str:
-    """``DIR/data`` or, for one task, ``DIR/data/<task_dir_name>``."""
-    if task_id is None:
-        return join(location, DATA_DIR)
-    return join(location, DATA_DIR, task_dir_name(task_id))
-
-
 def read_manifest(location: str | os.PathLike) -> dict:
     """The manifest of the dataset at ``location`` (a local path or URL).
 

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from kibble.atomic import swap_in
+from kibble.atomic import recover, swap_in
 from kibble.errors import KibbleError
 from kibble.trainer.config import MixtureConfig, ModelConfig
 from kibble.trainer.model import Gato
@@ -91,6 +91,7 @@ def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def read_state(run_dir: Path) -> dict:
     """The checkpoint's state.json, with a clear error when there is none."""
+    recover(Path(run_dir) / CHECKPOINT)  # a swap killed on a filesystem without exchange
     path = Path(run_dir) / CHECKPOINT / STATE
     if not path.exists():
         raise KibbleError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import pickle
 import shutil
@@ -455,5 +456,8 @@ def test_kibble_expert_eval_cli_with_an_sb3_zip(models, tmp_path):
     assert result.exit_code == 0, result.output
     card = json.loads(out.read_text())
     assert card["expert"] == f"sb3:{path}"
+    # The card names the source exactly: the zip's content and what it holds.
+    assert card["source"]["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    assert card["source"]["algorithm"] == "PPO"
     theirs = _sb3_returns(model, "CartPole-v1", [0, 1, 2])
     assert card["expert_return"]["mean"] == pytest.approx(np.mean(theirs))
