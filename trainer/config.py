@@ -58,6 +58,10 @@ MODEL_SIZES: dict[str, ModelConfig] = {
 }
 
 
+SAMPLING = ("timesteps", "tasks")
+ACTION_LOGITS = ("full", "legal")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One curated dataset in the mixture."""
@@ -83,6 +87,13 @@ class MixtureConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     prompt_fraction: float = 0.25  # sequences that get a prompt from another episode
+    # How a dataset's windows are drawn: "timesteps" (Gato: a uniform timestep, so a task's
+    # share follows its size) or "tasks" (each task of a dataset an equal share first).
+    sampling: str = "timesteps"
+    # Output logits at action positions: "full" (Gato: the whole vocabulary) or "legal"
+    # (only the 1,024 ids of the action's kind: discrete [0, 1024) or the continuous bins;
+    # a 32x smaller head, and no probability spent on ids an action can never take).
+    action_logits: str = "full"
     seed: int = 0
     log_every: int = 10  # steps between TensorBoard points
     checkpoint_every: int = 250  # steps between checkpoints (and always at the end)
@@ -209,6 +220,12 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
         if not (isinstance(b, list | tuple) and len(b) == 2):
             raise KibbleError(f"{where}: betas: expected two numbers like [0.9, 0.95], got {b!r}")
         values["betas"] = (float(b[0]), float(b[1]))
+    for key, choices in (("sampling", SAMPLING), ("action_logits", ACTION_LOGITS)):
+        if key in raw:
+            v = want(where, key, raw[key], str, " or ".join(choices))
+            if v not in choices:
+                raise KibbleError(f"{where}: {key}: expected {' or '.join(choices)}, got {v!r}")
+            values[key] = v
     if "device" in raw:
         values["device"] = want(where, "device", raw["device"], str, "auto, cpu or cuda[:N]")
     if raw.get("compile") is not None:

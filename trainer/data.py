@@ -185,6 +185,8 @@ class MixtureData:
             # timestep, and each task's episodes for drawing prompts.
             "cumulative_length": np.cumsum(length),
             "episodes_of_task": {int(t): np.flatnonzero(task == t) for t in np.unique(task)},
+            # For sampling by task: each task's episodes' cumulative lengths.
+            "task_cumulative": {int(t): np.cumsum(length[task == t]) for t in np.unique(task)},
         }
 
     def _task(
@@ -275,9 +277,17 @@ class MixtureData:
         rng = self.rng
         d = int(rng.choice(len(self.episodes), p=self.dataset_p))
         ep = self.episodes[d]
-        lengths, cumulative = ep["length"], ep["cumulative_length"]
-        # An episode with probability proportional to its length = a uniform timestep.
-        e = int(np.searchsorted(cumulative, rng.integers(cumulative[-1]), side="right"))
+        lengths = ep["length"]
+        if self.config.sampling == "tasks":
+            # Each task of the dataset an equal share, whatever its number of timesteps;
+            # inside it, a uniform timestep.
+            t = int(rng.choice(list(ep["task_cumulative"])))
+            cumulative, members = ep["task_cumulative"][t], ep["episodes_of_task"][t]
+            e = int(members[np.searchsorted(cumulative, rng.integers(cumulative[-1]), "right")])
+        else:
+            # An episode with probability proportional to its length = a uniform timestep.
+            cumulative = ep["cumulative_length"]
+            e = int(np.searchsorted(cumulative, rng.integers(cumulative[-1]), side="right"))
         task = self.tasks[int(ep["task"][e])]
         n_steps = max(1, self.config.context // task.tokens_per_step)
         parts, prompt = [], None

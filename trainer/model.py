@@ -27,6 +27,7 @@ from torch import nn
 
 from kibble.tokenize.vocab import (
     CONTINUOUS_OFFSET,
+    DISCRETE_VOCAB_SIZE,
     NUM_CONTINUOUS_BINS,
     PATCH_POSITION_LEVELS,
     PATCH_SIZE,
@@ -229,18 +230,40 @@ class Gato(nn.Module):
             new.append(kv)
         return self.ln_f(x), new
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training: (loss, per-sequence loss sums and counts (B, 2)) on action tokens."""
+    def forward(
+        self, batch: dict[str, torch.Tensor], legal_actions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: (loss, per-sequence loss sums and counts (B, 2)) on action tokens.
+
+        ``legal_actions``: the softmax of each target runs over the 1,024 ids of its kind
+        (discrete values, or continuous bins) instead of the whole vocabulary (Gato).
+        """
         h = self.hidden(batch)  # (B, L, D)
         # Position i predicts token i + 1: gather where the *next* token is trained on.
         target_mask = batch["loss_mask"][:, 1:]  # (B, L-1)
         b_idx, t_idx = target_mask.nonzero(as_tuple=True)
-        logits = self.logits(h[b_idx, t_idx])  # (N, V)
         targets = batch["tokens"][b_idx, t_idx + 1]  # (N,)
-        losses = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
+        if legal_actions:
+            losses = self._legal_losses(h[b_idx, t_idx], targets)  # (N,)
+        else:
+            logits = self.logits(h[b_idx, t_idx])  # (N, V)
+            losses = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
         per_seq = torch.zeros(h.shape[0], 2, device=h.device)
         per_seq.index_add_(0, b_idx, torch.stack([losses, torch.ones_like(losses)], 1))
         return losses.mean(), per_seq
+
+    def _legal_losses(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each target over its kind's 1,024 ids: (N, D), (N,) -> (N,)."""
+        losses = torch.empty(targets.shape, device=h.device)
+        continuous = targets >= CONTINUOUS_OFFSET
+        for rows, lo, n in (
+            (continuous, CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS),
+            (~continuous, 0, DISCRETE_VOCAB_SIZE),
+        ):
+            if rows.any():
+                logits = h[rows] @ self.embed.weight[lo : lo + n].T  # (n_rows, 1024)
+                losses[rows] = F.cross_entropy(logits.float(), targets[rows] - lo, reduction="none")
+        return losses
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) -> logits (..., V) through the shared embedding table."""

@@ -194,7 +194,7 @@ def train(
                 g["lr"] = lr
             batch = data.sample_batch(config.batch_size).to_torch(device)
             with autocast:
-                loss, per_seq = net(batch)
+                loss, per_seq = net(batch, legal_actions=config.action_logits == "legal")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -220,3 +220,22 @@ def test_a_dataset_with_no_kept_episodes_is_an_error(cartpole_dataset, tmp_path)
 def test_a_timestep_longer_than_the_context_is_an_error(procgen_dataset):
     with pytest.raises(KibbleError, match="more than the context"):
         MixtureData(mixture(procgen_dataset, context=10))
+
+
+def test_sampling_by_tasks_gives_each_task_an_equal_share(tmp_path):
+    from kibble.pipelines.local import TaskJob, curate
+
+    # One dataset, two tasks of very different sizes: 20 timesteps against about 700.
+    out = tmp_path / "two"
+    jobs = [
+        TaskJob("gym/CartPole-v1", "random", 30),
+        TaskJob("gym/Pendulum-v1", "random", 1, max_steps=20),
+    ]
+    curate("two", jobs, out, fraction=0.05)
+    shares = {}
+    for sampling in ("timesteps", "tasks"):
+        data = MixtureData(mixture(out, context=48, prompt_fraction=0.0, sampling=sampling))
+        names = Counter(data.tasks[data.sample_sequence()[1]].task for _ in range(600))
+        shares[sampling] = names["gym/Pendulum-v1"] / 600
+    assert shares["timesteps"] < 0.1  # a share that follows size
+    assert 0.42 < shares["tasks"] < 0.58  # an equal share

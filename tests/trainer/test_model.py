@@ -100,3 +100,33 @@ def test_decoding_with_the_cache_equals_running_the_whole_sequence():
         token = full["tokens"][:, -3 + j : -2 + j]
         out, cache = model.extend(token, torch.full((2, 1), j + 1), cache)
         assert torch.allclose(out[:, 0], h_full[:, -3 + j], atol=1e-5)
+
+
+def _mixed_batch() -> dict:
+    # One continuous-action sequence and one discrete-action sequence.
+    cont = TokenizedSteps(np.array([[32500, 32600]] * 3, np.int32), np.array([[32010, 33000]] * 3))
+    disc = TokenizedSteps(np.array([[32500, 32600]] * 3, np.int32), np.array([[3, 1000]] * 3))
+    seqs = [build_sequence(cont), build_sequence(disc)]
+    return collate(seqs, len(seqs[0]), [0, 1]).to_torch()
+
+
+def test_legal_action_logits_are_a_softmax_over_the_targets_kind():
+    torch.manual_seed(0)
+    model = Gato(CFG).eval()
+    batch = _mixed_batch()
+    with torch.no_grad():
+        loss, per_seq = model(batch, legal_actions=True)
+        h = model.hidden(batch)
+        b, t = batch["loss_mask"][:, 1:].nonzero(as_tuple=True)
+        targets = batch["tokens"][b, t + 1]
+        full = model.logits(h[b, t])  # (N, V)
+        expected = []
+        for logits, target in zip(full, targets.tolist(), strict=True):
+            lo = 32000 if target >= 32000 else 0
+            expected.append(
+                torch.nn.functional.cross_entropy(logits[lo : lo + 1024], torch.tensor(target - lo))
+            )
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    assert per_seq[:, 1].tolist() == [6.0, 6.0]
+    # Over the whole vocabulary the same logits give a larger loss (more ids share the mass).
+    assert model(batch)[0].item() > loss.item()
