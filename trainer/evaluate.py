@@ -118,8 +118,10 @@ class GatoPolicy:
         self.task = task
         self.k = trained[0] + 1 + trained[1]  # the longest timestep, for text observations
         steps = max(1, run.config.context // self.k)
-        # As in training: half the context is the prompt, the rest the episode so far.
-        self.prompt_steps = steps // 2 if steps >= 2 else 0
+        # As in training: half the context is the prompt, the rest the episode so far; a
+        # run trained without prompts (prompt_fraction 0) is evaluated without one.
+        prompted = steps >= 2 and run.config.prompt_fraction > 0
+        self.prompt_steps = steps // 2 if prompted else 0
         self.history_steps = steps - self.prompt_steps
         self.ranges = action_token_ranges(self.tokenizer)
         self.prompts: dict[int, TokenizedSteps | None] = {}

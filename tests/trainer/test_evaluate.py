@@ -170,3 +170,12 @@ def test_deterministic_for_a_seed(run_dir):
     a = evaluate_task(run, "gym/CartPole-v1", episodes=2, seed=0, num_envs=1)
     b = evaluate_task(run, "gym/CartPole-v1", episodes=2, seed=0, num_envs=2)
     assert a.return_mean == b.return_mean and np.isfinite(a.score)
+
+
+def test_a_run_trained_without_prompts_is_evaluated_without_one(run_dir):
+    run = LoadedRun.load(run_dir)
+    assert GatoPolicy(run, "gym/CartPole-v1").prompt_steps > 0  # trained with prompts
+    run.config.prompt_fraction = 0.0
+    policy = GatoPolicy(run, "gym/CartPole-v1")
+    policy.start_episode(0, seed=3)
+    assert policy.prompt_steps == 0 and policy.prompts[0] is None
