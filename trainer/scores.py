@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from kibble.atomic import swap_in
 from kibble.errors import KibbleError
 from kibble.schemas.dataset import task_dir_name
 
@@ -115,6 +118,8 @@ def summarize(rows: list[EvalRow]) -> dict:
     scores = [r.score for r in rows]
     return {
         "tasks": len(rows),
+        # The headline counts only tasks with a score (a random-policy expert has none).
+        "scored": sum(bool(np.isfinite(s)) for s in scores),
         "iqm": interquartile_mean(scores),
         "mean": _finite_mean(scores),
         "above_50": sum(s > 50 for s in scores),
@@ -142,8 +147,8 @@ def score_table(rows: list[EvalRow], summary: dict) -> str:
         lines.append(f"| {f} | {v['tasks']} | {v['mean']:.1f} | {v['iqm']:.1f} |")
     lines += [
         "",
-        f"{summary['tasks']} tasks: IQM {summary['iqm']:.1f}%, "
-        f"{summary['above_50']} above 50%, {summary['above_80']} above 80%.",
+        f"IQM {summary['iqm']:.1f}% over {summary['scored']} scored task(s) of "
+        f"{summary['tasks']}; {summary['above_50']} above 50%, {summary['above_80']} above 80%.",
     ]
     return "\n".join(lines)
 
@@ -175,8 +180,12 @@ def score_chart(rows: list[EvalRow], path: Path) -> Path | None:
 def write_scores(run_dir: str | Path, rows: list[EvalRow]) -> dict:
     """``RUN_DIR/eval/``: one JSON per task, summary.json (the rows and :func:`summarize`),
     scores.md and scores.png; returns the summary with its ``table`` and ``chart``."""
-    out = Path(run_dir) / EVAL_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    # Written beside and swapped in whole: a second evaluation leaves no stale per-task
+    # file of the first beside its new summary.
+    final = Path(run_dir) / EVAL_DIR
+    out = final.parent / f".{EVAL_DIR}.staging-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     for r in rows:
         (out / f"{task_dir_name(r.task)}.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
     summary = summarize(rows)
@@ -184,7 +193,8 @@ def write_scores(run_dir: str | Path, rows: list[EvalRow]) -> dict:
     (out / EVAL_SUMMARY).write_text(json.dumps(body, indent=2) + "\n")
     (out / "scores.md").write_text(score_table(rows, summary) + "\n")
     chart = score_chart(rows, out / "scores.png")
-    summary["chart"] = str(chart) if chart else None
+    swap_in(out, final)
+    summary["chart"] = str(final / chart.name) if chart else None
     summary["table"] = score_table(rows, summary)
     return summary
 

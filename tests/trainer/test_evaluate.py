@@ -179,3 +179,22 @@ def test_a_run_trained_without_prompts_is_evaluated_without_one(run_dir):
     policy = GatoPolicy(run, "gym/CartPole-v1")
     policy.start_episode(0, seed=3)
     assert policy.prompt_steps == 0 and policy.prompts[0] is None
+
+
+def test_the_headline_counts_only_scored_tasks_and_a_rerun_leaves_no_stale_file(tmp_path):
+    from kibble.trainer.scores import write_scores
+
+    first = [row("gym/CartPole-v1", 10.0), row("gym/Acrobot-v1", 60.0)]
+    write_scores(tmp_path, first)
+    assert (tmp_path / "eval" / "gym__Acrobot-v1.json").exists()
+    second = [
+        row("gym/CartPole-v1", 90.0),
+        row("procgen/starpilot", float("nan"), expert=0.6, random=0.6),
+    ]
+    summary = write_scores(tmp_path, second)
+    assert (summary["tasks"], summary["scored"]) == (2, 1)
+    assert "IQM 90.0% over 1 scored task(s) of 2" in summary["table"]
+    files = sorted(p.name for p in (tmp_path / "eval").iterdir())
+    assert "gym__Acrobot-v1.json" not in files  # the first evaluation's task is gone
+    assert "gym__CartPole-v1.json" in files and "summary.json" in files
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
