@@ -43,6 +43,45 @@ def stack_values(values: list[Any]) -> Any:
     return np.stack([np.asarray(v) for v in values])
 
 
+@dataclass(frozen=True)
+class ActionNoise:
+    """Recovery data (DART-style): on a ``fraction`` of steps the environment executes a
+    perturbed action while the episode records the expert's own action for that state.
+
+    The data then shows how the expert returns to its path from states a little off it,
+    which a cloned policy reaches in closed loop. Continuous (Box) actions get Gaussian
+    noise of ``scale`` times the box's width per dimension, clipped to the box; other
+    action spaces a uniformly random action. The noise of an episode depends only on its
+    seed, so noisy rollouts stay reproducible.
+    """
+
+    fraction: float
+    """Share of steps whose executed action is perturbed, in [0, 1]."""
+    scale: float = 0.1
+    """Gaussian standard deviation as a fraction of each Box dimension's width."""
+
+    def rng(self, seed: int) -> np.random.Generator:
+        return np.random.default_rng([seed, 0x4E4F4953])
+
+    def apply(self, action: Any, space: gym.Space, rng: np.random.Generator) -> Any:
+        """The action to execute: ``action`` itself, or a perturbed one."""
+        if rng.random() >= self.fraction:
+            return action
+        if (
+            isinstance(space, gym.spaces.Box)
+            and np.all(np.isfinite(space.low))
+            and np.all(np.isfinite(space.high))
+        ):
+            width = (space.high - space.low).astype(np.float64)
+            noisy = (
+                np.asarray(action, np.float64) + rng.normal(0.0, self.scale, width.shape) * width
+            )
+            return np.clip(noisy, space.low, space.high).astype(space.dtype)
+        sample_space = space
+        sample_space.seed(int(rng.integers(2**31)))
+        return sample_space.sample()
+
+
 @dataclass
 class _Recorder:
     job: EpisodeJob
@@ -77,6 +116,7 @@ def run_episodes(
     num_envs: int = 1,
     max_steps: int | None = None,
     env_pool: list[gym.Env] | None = None,
+    noise: ActionNoise | None = None,
 ) -> Iterator[Episode]:
     """Roll ``policy`` out for every job, ``num_envs`` environments at a time.
 
@@ -87,11 +127,15 @@ def run_episodes(
     ``env_pool``: environments to reuse (and extend) across calls, e.g. a Beam worker's
     across shards; the caller owns and closes them. Every episode starts with a seeded
     reset, so reusing an environment does not change its episodes.
+
+    ``noise``: execute perturbed actions on some steps while recording the expert's
+    (:class:`ActionNoise`); rewards, success and episode ends are those of what ran.
     """
     pending = iter(jobs)
     owned = env_pool is None
     envs: list[gym.Env] = [] if env_pool is None else env_pool
     active: dict[int, _Recorder] = {}
+    noise_rngs: dict[int, np.random.Generator] = {}
 
     def start(slot: int) -> None:
         job = next(pending, None)
@@ -102,6 +146,8 @@ def run_episodes(
             envs.append(make_env())
         obs, _ = envs[slot].reset(seed=job.seed)
         policy.start_episode(slot, job.seed)
+        if noise is not None:
+            noise_rngs[slot] = noise.rng(job.seed)
         if isinstance(policy, EnvironmentAware):
             policy.bind_environment(slot, envs[slot])
         active[slot] = _Recorder(job, obs)
@@ -116,7 +162,10 @@ def run_episodes(
             actions = policy.act([active[s].observation for s in slots], slots)
             for slot, action in zip(slots, actions, strict=True):
                 rec = active[slot]
-                obs, reward, terminated, truncated, info = envs[slot].step(action)
+                executed = action
+                if noise is not None:
+                    executed = noise.apply(action, envs[slot].action_space, noise_rngs[slot])
+                obs, reward, terminated, truncated, info = envs[slot].step(executed)
                 rec.observations.append(rec.observation)
                 rec.actions.append(action)
                 rec.rewards.append(float(reward))

@@ -56,3 +56,27 @@ def test_reusing_an_environment_pool_does_not_change_episodes():
         np.testing.assert_array_equal(e.actions, by_id[e.episode_id].actions)
     for env in pool:
         env.close()
+
+
+def test_noisy_rollouts_execute_perturbed_actions_but_record_the_experts():
+    from kibble.experts.rollout import ActionNoise
+    from kibble.experts.sources import load_expert
+
+    task = get_task("metaworld/reach-v3")
+    expert = load_expert(task, "scripted", *task.spaces())
+    jobs = [EpisodeJob(f"e{i}", seed=i) for i in range(3)]
+    noise = ActionNoise(fraction=0.5, scale=0.3)
+
+    def run(noise, num_envs):
+        out = run_episodes(task.make, expert, jobs, task.id, num_envs, 30, noise=noise)
+        return {e.episode_id: e for e in out}
+
+    clean, noisy, noisy2 = run(None, 1), run(noise, 1), run(noise, 3)
+    for key, e in noisy.items():
+        # Every recorded action is the expert's own action for the recorded state ...
+        for obs, action in zip(e.observations, e.actions, strict=True):
+            np.testing.assert_array_equal(action, expert.act([obs], [0])[0])
+        # ... while the states show that something else was executed.
+        assert not np.array_equal(e.observations, clean[key].observations)
+        # And the noise depends on the episode's seed only.
+        np.testing.assert_array_equal(e.observations, noisy2[key].observations)
