@@ -12,6 +12,9 @@ Measured side by side on this machine, same mixture, same batch size and context
 - training: sequences/s the model's training steps consume (forward, backward, AdamW),
   with batches built in the loop as ``kibble train`` does, and tokens/s;
 - the ratio loader / training (target >= 10x: the loader never holds training up);
+- the CPU's float32 matrix-multiply peak (a large matmul on the same threads) and the
+  trainer's achieved FLOP/s (counted from the model's shapes, the output head at action
+  positions included), and their ratio (target >= 50%);
 - on a CUDA GPU, also the 79M model's tokens/s and model FLOPs utilization (bf16).
 """
 
@@ -65,6 +68,23 @@ def flops_per_token(model: Gato, context: int) -> float:
     return 6 * n + 12 * cfg.layers * cfg.width * context
 
 
+def matmul_peak(seconds: float, n: int = 1024) -> float:
+    """FLOP/s of float32 (n x n) @ (n x n) products on this process's torch threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return count * 2 * n**3 / (time.perf_counter() - start)
+
+
+def head_flops_per_target(model: Gato, legal: bool) -> float:
+    """Forward + backward of the output head for one trained (action) token."""
+    return 6 * model.cfg.width * (1024 if legal else model.embed.weight.shape[0])
+
+
 def training_rate(config: MixtureConfig, seconds: float, device: torch.device) -> dict:
     data = MixtureData(config)
     model = Gato(config.model).to(device)
@@ -76,20 +96,25 @@ def training_rate(config: MixtureConfig, seconds: float, device: torch.device) -
         else torch.autocast("cpu", enabled=False)
     )
 
+    legal = config.action_logits == "legal"
+    targets = 0
+
     def step() -> int:
+        nonlocal targets
         batch = data.sample_batch(config.batch_size).to_torch(device)
         with autocast:
-            loss, _ = net(batch)
+            loss, _ = net(batch, legal_actions=legal)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        targets += int(batch["loss_mask"][:, 1:].sum())
         return int(batch["lengths"].sum())
 
     for _ in range(3):  # warm-up (and compilation on a GPU)
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    steps = tokens = 0
+    steps = tokens = targets = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         tokens += step()
@@ -102,6 +127,11 @@ def training_rate(config: MixtureConfig, seconds: float, device: torch.device) -
         "sequences_per_s": steps * config.batch_size / elapsed,
         "tokens_per_s": tokens / elapsed,
         "flops_per_token": flops_per_token(model, config.context),
+        "flops_per_s": (
+            tokens * flops_per_token(model, config.context)
+            + targets * head_flops_per_target(model, legal)
+        )
+        / elapsed,
         "parameters": model.num_parameters(),
     }
 
@@ -113,8 +143,10 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--action-logits", default="full", choices=["full", "legal"])
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         paths = args.dataset or make_mixture(Path(tmp))
         config = MixtureConfig(
@@ -123,6 +155,7 @@ def main() -> None:
             model_name=args.model,
             context=args.context,
             batch_size=args.batch_size,
+            action_logits=args.action_logits,
         )
         loader = loader_rate(config, args.seconds)
         cpu = training_rate(config, args.seconds, torch.device("cpu"))
@@ -135,6 +168,13 @@ def main() -> None:
             f"{cpu['parameters']:,} parameters"
         )
         print(f"loader / training: {loader / cpu['sequences_per_s']:.1f}x (target >= 10x)")
+        peak = matmul_peak(min(args.seconds, 5.0))
+        print(
+            f"CPU float32 matmul peak on {args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s; "
+            f"training achieved {cpu['flops_per_s'] / 1e9:.1f} GFLOP/s "
+            f"({100 * cpu['flops_per_s'] / peak:.0f}% of peak, target >= 50%; "
+            f"action logits {args.action_logits})"
+        )
         if torch.cuda.is_available():
             gpu_cfg = MixtureConfig(
                 datasets=config.datasets,

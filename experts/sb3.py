@@ -52,17 +52,19 @@ A Zoo Atari agent was trained on ``AtariWrapper`` (84x84 grayscale, frame skip 4
 max-pooling, no-op starts, life loss as episode end, FIRE at reset) plus
 ``VecFrameStack(4)``; kibble's Atari task records single 80x80 frames of an ALE v5
 environment with sticky actions 0.25 and whole games as episodes. On an ``atari/``
-task the expert therefore computes its own observation (:mod:`kibble.experts.sb3_view`):
-from the environment's raw, max-pooled RGB frames (``RawFrames.raw_frame``, reached
-through ``bind_environment``, which rollouts call after every seeded reset), it
-applies grayscale, resize to the agent's size, a frame stack reset every episode and
-channels-first, exactly as SB3's ``WarpFrame``, ``VecFrameStack`` and
-``VecTransposeImage`` do; the recorded observation stays the task's 80x80 frame.
+task the expert therefore computes its own observation (:mod:`kibble.experts.sb3_view`,
+:mod:`kibble.experts.sb3_adapters`): from the environment's raw, max-pooled RGB frames
+(``RawFrames.raw_frame``, reached through ``bind_environment``, which rollouts call
+after every seeded reset), it applies grayscale, resize to the agent's size, a frame
+stack reset every episode and channels-first, exactly as SB3's ``WarpFrame``,
+``VecFrameStack`` and ``VecTransposeImage`` do; the recorded observation stays the
+task's 80x80 frame.
 
 The view fixes what the agent sees, not how the game moves: frame skip, max-pooling,
 sticky actions, no-op starts, life loss as episode end, FIRE at reset, the action set,
-mode and difficulty must be the task's (:func:`kibble.envs.family_atari.dynamics`).
-kibble learns the agent's training setup from, in order: the sidecar
+mode and difficulty must be the task's (:func:`kibble.envs.family_atari.dynamics`;
+compared in :mod:`kibble.experts.sb3_dynamics`). kibble learns the agent's training
+setup (:mod:`kibble.experts.sb3_setup`) from, in order: the sidecar
 ``PATH.kibble.yaml`` (the ``make_atari_env`` arguments: ``env``, ``env_kwargs``,
 ``atari_wrapper``, ``frame_stack``), the RL Zoo's files beside the zip, or else it
 assumes the Zoo's Atari setup (``<Game>NoFrameskip-v4`` + ``AtariWrapper()``). Any
@@ -84,25 +86,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from kibble.envs.registry import Task, describe_space
+from kibble.envs.registry import Task
 from kibble.errors import KibbleError
-from kibble.experts.sb3_view import (
-    VEC_NORMALIZE_HOWTO,
-    ChannelsFirst,
-    FrameStack,
-    Grayscale,
-    Resize,
-    TrainingSetup,
-    View,
-    dynamics_differences,
-    expert_atari_dynamics,
-    read_setup,
-    read_vec_normalize,
-    sidecar_path,
-    zoo_atari_default,
-)
-from kibble.experts.sb3_zip import POLICY_CLASSES, Sb3Checkpoint, build_policy, read_checkpoint
+from kibble.experts.sb3_network import build_policy
+from kibble.experts.sb3_setup import read_setup
+from kibble.experts.sb3_view import View, make_view
+from kibble.experts.sb3_zip import POLICY_CLASSES, Sb3Checkpoint, read_checkpoint
 
+HUB_PREFIX = "hub:"
 HUB_PREFIX = "hub:"
 
 
@@ -124,7 +115,7 @@ def load_sb3_policy(
     path = Path(location).expanduser()
     ckpt = read_checkpoint(path)
     setup = read_setup(path)
-    view, policy_obs_space = _make_view(ckpt, setup, task, observation_space, action_space)
+    view, policy_obs_space = make_view(ckpt, setup, task, observation_space, action_space)
     network = build_policy(ckpt, policy_obs_space)
     return Sb3Policy(f"sb3:{location}", ckpt, network, view, action_space, sample)
 
@@ -333,176 +324,3 @@ def _raw_frames_of(env: Any, name: str) -> Any:
         f"{name} computes its view from raw Atari frames, but the environment it was bound to "
         "is not a kibble Atari task environment (no RawFrames wrapper)"
     )
-
-
-# --- which view, checked against the task -------------------------------------------------
-
-
-def _transposed(space: spaces.Space) -> spaces.Space | None:
-    """An image Box (H, W, C) as channels-first (C, H, W), as VecTransposeImage shows it."""
-    if isinstance(space, spaces.Box) and len(space.shape) == 3:
-        return spaces.Box(
-            np.moveaxis(space.low, -1, 0), np.moveaxis(space.high, -1, 0), dtype=space.dtype
-        )
-    return None
-
-
-def _same(a: spaces.Space, b: spaces.Space, bounds: bool = True) -> bool:
-    """Same kind, shape and (with ``bounds``) bounds; float32/float64 differences allowed."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, spaces.Box):
-        return a.shape == b.shape and (
-            not bounds
-            or (
-                np.allclose(a.low, b.low, rtol=1e-6, atol=1e-6, equal_nan=True)
-                and np.allclose(a.high, b.high, rtol=1e-6, atol=1e-6, equal_nan=True)
-            )
-        )
-    if isinstance(a, spaces.Discrete):
-        return a.n == b.n and a.start == b.start
-    if isinstance(a, spaces.MultiDiscrete):
-        return np.array_equal(a.nvec, b.nvec) and np.array_equal(a.start, b.start)
-    return a == b
-
-
-def _spaces_error(ckpt: Sb3Checkpoint, setup: TrainingSetup, task: Task, obs, act, why=""):
-    trained = f" (trained on {setup.env_id})" if setup.env_id else ""
-    return KibbleError(
-        f"sb3:{ckpt.path} cannot act in {task.id}: the {ckpt.algorithm} agent{trained} takes "
-        f"observations {ckpt.describe_observations()} and gives actions "
-        f"{describe_space(ckpt.action_space)}, but {task.id} has observations "
-        f"{describe_space(obs)} and actions {describe_space(act)}{why}. An SB3 agent acts "
-        "only on the spaces it was trained on: load it on that task, or use an agent "
-        f"trained for {task.id}."
-    )
-
-
-def _make_view(
-    ckpt: Sb3Checkpoint,
-    setup: TrainingSetup,
-    task: Task,
-    observation_space: spaces.Space,
-    action_space: spaces.Space,
-) -> tuple[View, spaces.Space]:
-    """The expert's view for ``task`` and the observation space its network takes."""
-    if not _same(ckpt.action_space, action_space):
-        raise _spaces_error(ckpt, setup, task, observation_space, action_space)
-    zip_obs = ckpt.observation_space
-    flipped = _transposed(observation_space)
-    plain = zip_obs is not None and _same(zip_obs, observation_space)
-    channels_first = zip_obs is not None and flipped is not None and _same(zip_obs, flipped)
-    if zip_obs is None:  # bounds unreadable: shapes and dtype decide, the task gives bounds
-        shape = ckpt.observation_shape
-        dtype_ok = np.dtype(ckpt.observation_dtype) == getattr(observation_space, "dtype", None)
-        plain = dtype_ok and shape == observation_space.shape
-        channels_first = dtype_ok and flipped is not None and shape == flipped.shape
-        zip_obs = observation_space if plain else flipped if channels_first else None
-    if plain or channels_first:
-        if task.family == "atari" and setup.known and setup.atari_wrapper is not None:
-            raise KibbleError(
-                f"sb3:{ckpt.path}: {setup.source} says the agent was trained behind "
-                "AtariWrapper, but its observations are the task's own frames"
-            )
-        normalize = _normalization(ckpt, setup, observation_space)
-        chain = ([normalize] if normalize else []) + ([ChannelsFirst()] if channels_first else [])
-        view = View("observation", lambda: list(chain), setup.describe() if setup.known else None)
-        return view, zip_obs
-    if task.family == "atari":
-        return _atari_view(ckpt, setup, task, observation_space, action_space)
-    raise _spaces_error(ckpt, setup, task, observation_space, action_space)
-
-
-def _normalization(ckpt: Sb3Checkpoint, setup: TrainingSetup, space: spaces.Space):
-    """The VecNormalize adapter, None, or a refusal when only a pickle is at hand."""
-    if setup.vec_normalize is not None:
-        if not isinstance(space, spaces.Box) or space.dtype == np.uint8:
-            raise KibbleError(
-                f"sb3:{ckpt.path}: VecNormalize statistics are supported for vector "
-                f"observations, not {describe_space(space)}"
-            )
-        return read_vec_normalize(setup.vec_normalize, space.shape)
-    if setup.vec_normalize_none:
-        return None
-    if setup.pickled_stats is not None or setup.normalize:
-        found = (
-            f"{setup.pickled_stats} is beside it"
-            if setup.pickled_stats is not None
-            else f"{setup.source} says normalize"
-        )
-        raise KibbleError(
-            f"sb3:{ckpt.path} was trained on VecNormalize-d observations ({found}); "
-            + VEC_NORMALIZE_HOWTO.replace("{sidecar}", str(sidecar_path(ckpt.path)))
-            + " (or write 'vec_normalize: none' there if it needs none)"
-        )
-    return None
-
-
-def _atari_view(
-    ckpt: Sb3Checkpoint,
-    setup: TrainingSetup,
-    task: Task,
-    observation_space: spaces.Space,
-    action_space: spaces.Space,
-) -> tuple[View, spaces.Space]:
-    """A Zoo-style view (AtariWrapper + VecFrameStack) from raw frames, dynamics checked."""
-    from kibble.envs import family_atari
-
-    shape = ckpt.observation_shape
-    image = ckpt.observation_dtype == "uint8" and len(shape) == 3
-    if image and shape[1] == shape[2]:
-        channels_first, n, size = True, shape[0], shape[1]
-    elif image and shape[0] == shape[1]:
-        channels_first, n, size = False, shape[2], shape[0]
-    else:
-        raise _spaces_error(
-            ckpt, setup, task, observation_space, action_space,
-            " (an Atari agent's own view must be a stack of square uint8 frames)",
-        )  # fmt: skip
-    if not setup.known:
-        setup = zoo_atari_default(task.name, n)
-    if setup.atari_wrapper is None:
-        raise KibbleError(
-            f"sb3:{ckpt.path}: {setup.source} describes no AtariWrapper, and its observations "
-            f"({ckpt.describe_observations()}) are not {task.id}'s frames; kibble's Atari view "
-            "reproduces SB3's AtariWrapper + VecFrameStack only"
-        )
-    if setup.normalize or setup.vec_normalize is not None:
-        raise KibbleError(f"sb3:{ckpt.path}: VecNormalize on Atari frames is not supported")
-    if setup.frame_stack not in (None, n):
-        raise KibbleError(
-            f"sb3:{ckpt.path}: {setup.source} says frame_stack {setup.frame_stack}, but the "
-            f"agent's observations {ckpt.describe_observations()} hold {n} grayscale frames"
-        )
-    wrapper_size = int(setup.atari_wrapper.get("screen_size", 84))
-    if wrapper_size != size:
-        raise KibbleError(
-            f"sb3:{ckpt.path}: {setup.source} says screen_size {wrapper_size}, but the agent's "
-            f"frames are {size}x{size}"
-        )
-    expert = expert_atari_dynamics(setup, task.name)
-    ours = family_atari.dynamics(task.name)
-    differences = dynamics_differences(expert, ours)
-    accepted = {k: v for k, v in differences.items() if k in setup.accept_differences}
-    refused = {k: v for k, v in differences.items() if k not in setup.accept_differences}
-    if refused:
-        listed = "; ".join(f"{k}: agent {a!r}, task {b!r}" for k, (a, b) in refused.items())
-        raise KibbleError(
-            f"sb3:{ckpt.path} was trained in an environment that moves differently from "
-            f"{task.id}: {listed}. Its training setup is {setup.source}. kibble's sb3 view "
-            "changes what the agent sees, never how the game moves, so these would make its "
-            f"actions mean something else. If the agent was trained otherwise, describe its "
-            f"training environment in {sidecar_path(ckpt.path)} (env, env_kwargs, "
-            "atari_wrapper, frame_stack); to load it anyway, list the differences there "
-            f"under accept_differences: [{', '.join(refused)}] (the expert's description "
-            "records them)."
-        )
-
-    def chain() -> list:
-        adapters = [Grayscale(), Resize(size), FrameStack(n)]
-        return [*adapters, ChannelsFirst()] if channels_first else adapters
-
-    dynamics = {"agent": expert, "task": ours}
-    view = View("raw_frames", chain, setup.describe(), dynamics, accepted, expert["max_pool"])
-    space = spaces.Box(0, 255, shape, np.uint8)
-    return view, space

@@ -7,16 +7,16 @@ of it), ``policy.pth`` (the policy's ``state_dict``), ``policy.optimizer.pth``,
 ``Algo.load`` unpickles every ``:serialized:`` value. This module reads only:
 
 - from ``data``: the plain-text fields next to the pickles: the policy class's module
-  and name (from the names of the functions its class body defines), the spaces'
-  dtype, shape, bounds, ``n``/``nvec``, and ``policy_kwargs`` whose values are plain
-  JSON or name a class on a short whitelist (activation functions, SB3's own feature
-  extractors);
+  and name (from the names of the functions its class body defines), and, through
+  :mod:`kibble.experts.sb3_fields`, the spaces' dtype, shape, bounds, ``n``/``nvec``,
+  and ``policy_kwargs`` whose values are plain JSON or name a class on a short
+  whitelist (activation functions, SB3's own feature extractors);
 - ``policy.pth`` with ``torch.load(..., weights_only=True)``: tensors only;
 - ``_stable_baselines3_version``: text.
 
-The policy is rebuilt from a whitelisted SB3 / sb3-contrib class with those
-arguments, then given the weights (``strict``: every tensor must fit). Anything that
-cannot be rebuilt that way is a :class:`~kibble.errors.KibbleError` that names it.
+The network itself is rebuilt from a whitelisted class by
+:mod:`kibble.experts.sb3_network`. Anything that cannot be read that way is a
+:class:`~kibble.errors.KibbleError` that names it.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from gymnasium import spaces
 
 from kibble.envs.registry import describe_space
 from kibble.errors import KibbleError
+from kibble.experts.sb3_fields import jsonable, read_policy_kwargs, read_space, shape_and_dtype
 
 # (module, class) -> (algorithm family, the algorithms it serves)
 POLICY_CLASSES: dict[tuple[str, str], str] = {
@@ -66,13 +66,6 @@ _REFUSED_CLASSES = {
     "ARSLinearPolicy": "ARS policies are not supported",
 }
 
-_ACTIVATIONS = (
-    "ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "SELU", "Mish",
-    "Identity", "ReLU6", "Hardtanh", "Hardswish", "CELU", "PReLU",
-)  # fmt: skip
-_EXTRACTORS = ("FlattenExtractor", "NatureCNN")
-_TRAINING_ONLY_KWARGS = ("optimizer_class", "optimizer_kwargs")
-_CLASS_TEXT = re.compile(r"^<class '([\w.]+)'>$")
 _FUNCTION_TEXT = re.compile(r"^<function ([\w.]+)\.\w+ at 0x[0-9a-fA-F]+>$")
 
 
@@ -108,7 +101,7 @@ class Sb3Checkpoint:
             "sb3_version": self.sb3_version,
             "observation_space": self.describe_observations(),
             "action_space": describe_space(self.action_space),
-            "policy_kwargs": {k: _jsonable(v) for k, v in self.policy_kwargs.items()},
+            "policy_kwargs": {k: jsonable(v) for k, v in self.policy_kwargs.items()},
             "ignored_training_kwargs": self.dropped_kwargs,
         }
 
@@ -116,12 +109,6 @@ class Sb3Checkpoint:
         if self.observation_space is not None:
             return describe_space(self.observation_space)
         return f"Box{self.observation_shape} {self.observation_dtype} (bounds unreadable)"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    return value
 
 
 def sha256_of(path: Path) -> str:
@@ -175,13 +162,13 @@ def read_checkpoint(path: str | Path) -> Sb3Checkpoint:
 
     module, name = _policy_class(data["policy_class"], path)
     family = POLICY_CLASSES[(module, name)]
-    obs_space, obs_note = _space(data.get("observation_space"), "observation", path)
-    act_space, act_note = _space(data.get("action_space"), "action", path)
+    obs_space, obs_note = read_space(data.get("observation_space"), "observation", path)
+    act_space, act_note = read_space(data.get("action_space"), "action", path)
     if act_space is None:
         raise KibbleError(f"{path}: cannot read its action space back: {act_note}")
-    kwargs, dropped = _policy_kwargs(data.get("policy_kwargs", {}), path)
+    kwargs, dropped = read_policy_kwargs(data.get("policy_kwargs", {}), path)
     state = _weights(weights, path)
-    shape, dtype = _shape_and_dtype(data["observation_space"])
+    shape, dtype = shape_and_dtype(data["observation_space"])
     exploration = data.get("exploration_rate")
     return Sb3Checkpoint(
         path=path,
@@ -230,12 +217,6 @@ def _policy_class(entry: Any, path: Path) -> tuple[str, str]:
     return module, name
 
 
-def policy_class(module: str, name: str) -> type:
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
 def _algorithm(family: str, data: dict) -> str:
     """The algorithm's name: the zip does not store it, its attributes tell."""
     if family == "actor-critic":
@@ -246,140 +227,6 @@ def _algorithm(family: str, data: dict) -> str:
         ddpg = data.get("policy_delay") == 1 and data.get("target_policy_noise") == 0.0
         return "DDPG" if ddpg else "TD3"
     return family
-
-
-def _shape_and_dtype(entry: Any) -> tuple[tuple[int, ...], str]:
-    if not isinstance(entry, dict):
-        return (), "?"
-    shape = entry.get("_shape", entry.get("shape"))
-    dims = tuple(int(s) for s in shape) if isinstance(shape, list) else ()
-    return dims, str(entry.get("dtype"))
-
-
-def _space(entry: Any, what: str, path: Path) -> tuple[spaces.Space | None, str]:
-    """A space from its plain description.
-
-    (None, why) only for a Box whose bounds were saved shortened (see :func:`_array`);
-    any other space that cannot be read back is an error.
-    """
-    if not isinstance(entry, dict):
-        raise KibbleError(f"{path}: its data has no {what}_space entry; not an SB3 checkpoint")
-    kind_text = str(entry.get(":type:", ""))
-    m = re.match(r"^<class '(?:gymnasium|gym)\.spaces\.[\w.]+\.(\w+)'>$", kind_text)
-    if not m:
-        raise KibbleError(f"{path}: its {what} space is of an unknown type {kind_text!r}")
-    kind = m.group(1)
-    try:
-        if kind == "Box":
-            shape, dtype = _shape_and_dtype(entry)
-            low = _array(entry.get("low_repr", entry.get("low")), shape)
-            high = _array(entry.get("high_repr", entry.get("high")), shape)
-            if low is None or high is None:
-                return None, (
-                    f"Box{shape} {dtype}: its bounds were saved as a shortened text and "
-                    "cannot be read back"
-                )
-            return spaces.Box(low.astype(dtype), high.astype(dtype), shape, np.dtype(dtype)), ""
-        if kind == "Discrete":
-            return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0))), ""
-        if kind == "MultiDiscrete":
-            nvec = _array(entry["nvec"], None)
-            start = _array(entry.get("start", "0"), None)
-            if nvec is not None:
-                start = None if start is None else np.broadcast_to(start, nvec.shape)
-                return spaces.MultiDiscrete(nvec.astype(np.int64), start=start), ""
-        if kind == "MultiBinary":
-            n = entry["n"]
-            return spaces.MultiBinary(n if isinstance(n, int) else [int(k) for k in n]), ""
-        if kind in ("Dict", "Tuple"):
-            raise KibbleError(
-                f"{path}: {kind} {what}s are not supported (kibble's sb3 source loads agents "
-                "on array observations: Box, Discrete, MultiDiscrete, MultiBinary)"
-            )
-    except (KeyError, TypeError, ValueError) as e:
-        raise KibbleError(f"{path}: its {kind} {what} space has unreadable fields ({e})") from e
-    raise KibbleError(f"{path}: {kind} {what} spaces are not supported")
-
-
-def _array(text: Any, shape: tuple[int, ...] | None) -> np.ndarray | None:
-    """A numpy array from its ``str()``; a scalar broadcasts to ``shape``.
-
-    numpy shortens arrays of over 1,000 values with ``...``: when every value shown is
-    the same (an image's 0 and 255), that value is taken for all; otherwise None.
-    """
-    if isinstance(text, int | float):
-        values = np.array([float(text)])
-        truncated = False
-    elif isinstance(text, list):
-        values = np.asarray(text, np.float64).ravel()
-        truncated = False
-    elif isinstance(text, str):
-        truncated = "..." in text
-        tokens = text.replace("[", " ").replace("]", " ").replace("...", " ").replace(",", " ")
-        try:
-            values = np.array([float(t) for t in tokens.split()], np.float64)
-        except ValueError:
-            return None
-    else:
-        return None
-    if values.size == 0:
-        return None
-    if truncated:
-        if not np.all(values == values[0]):
-            return None
-        values = values[:1]
-    if shape is None:
-        return values
-    if values.size == 1:
-        return np.full(shape, values[0])
-    if values.size != int(np.prod(shape)):
-        return None
-    return values.reshape(shape)
-
-
-def _policy_kwargs(entry: Any, path: Path) -> tuple[dict[str, Any], list[str]]:
-    """policy_kwargs from plain JSON and whitelisted class names; training-only keys dropped."""
-    import torch
-
-    if entry is None:
-        return {}, []
-    if not isinstance(entry, dict):
-        raise KibbleError(f"{path}: policy_kwargs is {entry!r}, not a mapping")
-    out: dict[str, Any] = {}
-    dropped = []
-    for key, value in entry.items():
-        if key in (":type:", ":serialized:"):
-            continue
-        if key in _TRAINING_ONLY_KWARGS:
-            dropped.append(key)  # the optimizer: only training uses it
-            continue
-        if isinstance(value, str) and (m := _CLASS_TEXT.match(value)):
-            qualified = m.group(1)
-            module, _, name = qualified.rpartition(".")
-            if key == "activation_fn" and module.startswith("torch.nn") and name in _ACTIVATIONS:
-                out[key] = getattr(torch.nn, name)
-                continue
-            if (
-                key == "features_extractor_class"
-                and module == "stable_baselines3.common.torch_layers"
-                and name in _EXTRACTORS
-            ):
-                from stable_baselines3.common import torch_layers
-
-                out[key] = getattr(torch_layers, name)
-                continue
-            raise KibbleError(
-                f"{path}: policy_kwargs[{key!r}] is the class {qualified}, which kibble does "
-                "not rebuild without running the checkpoint's pickles (it accepts torch.nn "
-                "activation functions and SB3's FlattenExtractor and NatureCNN)"
-            )
-        if isinstance(value, str) and value.startswith("<"):
-            raise KibbleError(
-                f"{path}: policy_kwargs[{key!r}] is a Python object ({value[:80]}) that only "
-                "unpickling could rebuild; kibble does not unpickle checkpoints"
-            )
-        out[key] = value
-    return out, dropped
 
 
 def _weights(blob: bytes, path: Path) -> dict[str, Any]:
@@ -397,27 +244,3 @@ def _weights(blob: bytes, path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise KibbleError(f"{path}: policy.pth holds no state_dict of tensors")
     return state
-
-
-def build_policy(ckpt: Sb3Checkpoint, observation_space: spaces.Space) -> Any:
-    """The SB3 policy network, rebuilt from the checkpoint and given its weights."""
-    cls = policy_class(ckpt.policy_module, ckpt.policy_class)
-    kwargs = dict(ckpt.policy_kwargs)
-    if POLICY_CLASSES[(ckpt.policy_module, ckpt.policy_class)] == "actor-critic":
-        kwargs["use_sde"] = ckpt.use_sde  # on-policy algorithms pass it outside policy_kwargs
-    try:
-        policy = cls(observation_space, ckpt.action_space, lambda _: 0.0, **kwargs)
-    except (TypeError, ValueError, AssertionError, KeyError) as e:
-        raise KibbleError(
-            f"{ckpt.path}: cannot rebuild {ckpt.policy_class} from its policy_kwargs "
-            f"{ {k: _jsonable(v) for k, v in kwargs.items()} }: {e}"
-        ) from e
-    try:
-        policy.load_state_dict(ckpt.state_dict, strict=True)
-    except RuntimeError as e:
-        raise KibbleError(
-            f"{ckpt.path}: policy.pth does not fit the {ckpt.algorithm} network rebuilt from "
-            f"the zip's data: {str(e).splitlines()[0][:300]}"
-        ) from e
-    policy.set_training_mode(False)
-    return policy

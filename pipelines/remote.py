@@ -11,13 +11,16 @@ Remote workers share nothing with the machine that launches the job, so:
 * the dataset's staging location and output are URLs every worker reaches
   (``gs://...``); a local output path is refused on Dataflow.
 * expert checkpoints on the launcher's disk are copied next to the staging files
-  (``<staging>/.experts/``) and each worker copies them to its own disk once.
-  Expert cards are read on the launcher (``beam_job.run``).
+  (``<staging>/.experts/``) and each worker copies them to its own disk once. An SB3
+  zip travels in a folder with the files its loading reads (its sidecar, the
+  VecNormalize JSON the sidecar names, the RL Zoo's files), in the same relative
+  layout. Expert cards are read on the launcher (``beam_job.run``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import tomllib
 from dataclasses import replace
@@ -32,6 +35,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from kibble.errors import KibbleError
+from kibble.experts.sb3_setup import check_portable, companion_files
 from kibble.experts.sources import ExpertSource, parse_source
 from kibble.pipelines.stages import TaskJob
 from kibble.schemas import dataset as layout
@@ -124,21 +128,49 @@ def ship_experts(jobs: list[TaskJob], root: str) -> dict[str, TaskJob]:
             continue
         key = str(local.resolve())
         if key not in shipped:
-            name = f"{len(shipped):02d}-{local.resolve().name}"
-            if local.is_dir():
-                pafs.copy_files(
-                    key,
-                    f"{base}/{name}",
-                    source_filesystem=pafs.LocalFileSystem(),
-                    destination_filesystem=fs,
-                )
+            number = f"{len(shipped):02d}"
+            if source.kind == "sb3" and local.is_file():
+                name = f"{number}-{local.stem}"
+                inside = _ship_sb3(local, fs, f"{base}/{name}")
+                shipped[key] = layout.join(root, EXPERTS, name, inside)
             else:
-                fs.create_dir(base, recursive=True)
-                with fs.open_output_stream(f"{base}/{name}") as f:
-                    f.write(local.read_bytes())
-            shipped[key] = layout.join(root, EXPERTS, name)
+                name = f"{number}-{local.resolve().name}"
+                _ship_path(local, fs, f"{base}/{name}")
+                shipped[key] = layout.join(root, EXPERTS, name)
         out[job.task] = replace(job, expert=ExpertSource(source.kind, shipped[key]).text)
     return out
+
+
+def _ship_path(local: Path, fs: pafs.FileSystem, target: str) -> None:
+    """Copy a checkpoint directory or file to ``target`` on ``fs``."""
+    if local.is_dir():
+        pafs.copy_files(
+            str(local.resolve()),
+            target,
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=fs,
+        )
+        return
+    fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(target) as f:
+        f.write(local.read_bytes())
+
+
+def _ship_sb3(zip_path: Path, fs: pafs.FileSystem, folder: str) -> str:
+    """Copy an SB3 zip and its companion files into ``folder``, in their relative layout
+    (rooted at the nearest folder holding them all); returns the zip's path in it.
+
+    Paths are made absolute without following links: the Hugging Face cache's files are
+    links to blobs named by hash, and loading looks the companions up by name beside
+    the zip.
+    """
+    check_portable(zip_path)
+    files = [Path(os.path.abspath(p)) for p in (zip_path, *companion_files(zip_path))]
+    top = Path(os.path.commonpath([p.parent for p in files]))
+    for path in files:
+        _ship_path(path, fs, f"{folder}/{path.relative_to(top).as_posix()}")
+    log.info("shipping sb3:%s with %d companion file(s)", zip_path, len(files) - 1)
+    return files[0].relative_to(top).as_posix()
 
 
 def fetch_expert(location: str) -> str:
@@ -150,7 +182,18 @@ def fetch_expert(location: str) -> str:
     if kind == pafs.FileType.NotFound:
         raise KibbleError(f"expert checkpoint {location} does not exist")
     local = tempfile.mkdtemp(prefix="kibble-expert-")
-    if kind == pafs.FileType.File:
+    parts = path.split("/")
+    if kind == pafs.FileType.File and EXPERTS in parts[:-2]:
+        # A file inside a shipped folder (an SB3 zip and its companions): the whole folder.
+        at = len(parts) - 1 - parts[::-1].index(EXPERTS) + 2
+        pafs.copy_files(
+            "/".join(parts[:at]),
+            local,
+            source_filesystem=fs,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+        local = f"{local}/{'/'.join(parts[at:])}"
+    elif kind == pafs.FileType.File:
         local = f"{local}/{path.rsplit('/', 1)[-1]}"
         with fs.open_input_stream(path) as f, open(local, "wb") as g:
             g.write(f.read())

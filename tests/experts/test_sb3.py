@@ -34,7 +34,7 @@ from kibble.errors import KibbleError
 from kibble.experts.evaluation import evaluate
 from kibble.experts.rollout import EpisodeJob, run_episodes
 from kibble.experts.sb3 import describe_sb3_source
-from kibble.experts.sb3_view import companion_files
+from kibble.experts.sb3_setup import companion_files
 from kibble.experts.sources import load_expert
 
 

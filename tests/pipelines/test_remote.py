@@ -322,6 +322,52 @@ def test_expert_checkpoints_ship_through_the_output_filesystem(tmp_path):
         remote.fetch_expert(f"file://{tmp_path}/nothing")
 
 
+def test_an_sb3_zip_ships_with_its_sidecar_and_loads_from_the_url(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from kibble.envs import get_task
+    from kibble.experts.sources import load_expert
+
+    agents = tmp_path / "agents"  # the sidecar names statistics in a sibling folder
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, seed=0).save(agents / "ppo" / "ppo.zip")
+    stats = {"obs_mean": [0.5, 1.0, -0.1, 2.0], "obs_var": [4.0, 0.25, 1.0, 9.0]}
+    (agents / "stats").mkdir()
+    (agents / "stats" / "vn.json").write_text(json.dumps(stats))
+    (agents / "ppo" / "ppo.kibble.yaml").write_text("vec_normalize: ../stats/vn.json\n")
+    (agents / "ppo" / "unrelated.bin").write_bytes(b"not shipped")
+    staging = f"file://{tmp_path}/bucket/.ds.staging-1"
+    jobs = [TaskJob("gym/CartPole-v1", f"sb3:{agents / 'ppo' / 'ppo.zip'}", 4)]
+    url = remote.ship_experts(jobs, staging)["gym/CartPole-v1"].expert
+    assert url == f"sb3:{staging}/.experts/00-ppo/ppo/ppo.zip"
+    shipped = tmp_path / "bucket" / ".ds.staging-1" / ".experts" / "00-ppo"
+    assert sorted(p.relative_to(shipped).as_posix() for p in shipped.rglob("*.*")) == [
+        "ppo/ppo.kibble.yaml", "ppo/ppo.zip", "stats/vn.json"
+    ]  # fmt: skip
+
+    local = Path(remote.fetch_expert(url.removeprefix("sb3:")))
+    task = get_task("gym/CartPole-v1")
+    here = load_expert(task, jobs[0].expert, *task.spaces())
+    there = load_expert(task, f"sb3:{local}", *task.spaces())
+    read = there.view.make_chain()[0].path.resolve()
+    assert read == (local.parent.parent / "stats" / "vn.json").resolve()
+    obs = list(np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
+    assert there.act(obs, list(range(64))) == here.act(obs, list(range(64)))
+    (agents / "ppo" / "ppo.kibble.yaml").unlink()  # the statistics change the actions
+    plain = load_expert(task, f"sb3:{agents / 'ppo' / 'ppo.zip'}", *task.spaces())
+    assert plain.act(obs, list(range(64))) != here.act(obs, list(range(64)))
+
+    sidecar = agents / "ppo" / "ppo.kibble.yaml"  # workers have no such absolute path
+    sidecar.write_text(f"vec_normalize: {agents / 'stats' / 'vn.json'}\n")
+    with pytest.raises(KibbleError, match="by the absolute path"):
+        remote.ship_experts(jobs, staging)
+    sidecar.unlink()
+    (agents / "ppo" / "vec_normalize.pkl").write_bytes(b"a pickle, never read")
+    with pytest.raises(KibbleError, match=r"cannot be shipped.*vec_normalize\.pkl"):
+        remote.ship_experts(jobs, staging)
+
+
 def test_a_card_read_on_the_launcher_sets_the_threshold(tmp_path):
     from kibble.experts.card import make_card
 
