@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 KIBBLE = Path(sys.executable).parent / "kibble"
 COMMANDS = ["tasks", "expert", "rollout", "pipeline", "inspect", "train", "eval", "demo"]
 SUBCOMMANDS = {"expert": ["train", "eval"], "pipeline": ["run"]}
@@ -87,7 +89,58 @@ def test_output_paths_of_the_wrong_kind_are_clear_errors(tmp_path):
 def test_invalid_option_values_are_usage_errors():
     done = kibble("expert", "eval", "gym/CartPole-v1", "--expert", "random", "--episodes", "1",
                   "--out", "c.json", "--seed", "-1")  # fmt: skip
-    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert_user_error(done, "invalid value for '--seed'")
+    assert "(see kibble expert eval --help)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "command"),
+    [
+        (["train", "m.yaml", "--out", "r", "--nope"], "no such option: --nope", "kibble train"),
+        (["train", "--out", "r"], "missing argument", "kibble train"),
+        (["rollout", "gym/CartPole-v1", "--expert", "random", "--episodes", "abc", "--out", "d"],
+         "invalid value for '--episodes'", "kibble rollout"),
+        (["expert", "eval", "gym/CartPole-v1"], "missing option", "kibble expert eval"),
+        (["nosuchcommand"], "no such command", "kibble"),
+        (["expert", "nosuch"], "no such command", "kibble expert"),
+    ],
+)  # fmt: skip
+def test_usage_mistakes_are_one_paragraph_errors_with_a_pointer_to_help(args, message, command):
+    """Click's usage errors in kibble's style: exit 1, no box, the command's --help named."""
+    done = kibble(*args)
+    assert_user_error(done, "")
+    assert message in done.stderr.lower(), done.stderr
+    assert done.stderr.rstrip().endswith(f"(see {command} --help)"), done.stderr
+    assert not any(c in done.stderr for c in "╭╰│"), done.stderr  # no Rich box
+    assert "Usage:" not in done.stderr
+
+
+def test_usage_errors_reach_cli_runner_users_too():
+    """``CliRunner().invoke(app, ...)`` goes through the same error path as the console script."""
+    from typer.testing import CliRunner
+
+    from kibble.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--bogus"])
+    assert result.exit_code == 1
+    assert result.output.startswith("kibble: error: no such option: --bogus")
+
+
+def test_version_and_short_help():
+    import kibble as package
+
+    done = kibble("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"kibble {package.__version__}"
+    assert re.fullmatch(r"kibble \d+\.\d+\.\d+\S*", done.stdout.strip())
+    for args in (["-h"], ["train", "-h"], ["expert", "eval", "-h"], ["pipeline", "run", "-h"]):
+        done = kibble(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert re.search(rf"Usage: kibble {' '.join(args[:-1])}".rstrip(), done.stdout)
+
+
+def test_kibble_alone_shows_the_help():
+    done = kibble()
+    assert done.returncode == 0 and "Commands" in done.stdout and not done.stderr
 
 
 def test_rollout_then_inspect(tmp_path):

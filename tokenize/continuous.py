@@ -135,16 +135,54 @@ def tokens_to_continuous(tokens: ArrayLike, mu_law: bool = True) -> NDArray[np.f
     return np.sign(c) * ((1.0 + MU_LAW_M * MU_LAW_MU) ** np.abs(c) - 1.0) / MU_LAW_MU
 
 
+def finite_width(low: ArrayLike, high: ArrayLike) -> NDArray[np.bool_]:
+    """Per element: are both bounds finite and ``high - low`` finite in float64?
+
+    Bounds such as +-1e308 are finite but their width overflows; the linear rescale
+    cannot bin them, so :mod:`kibble.tokenize.spaces` treats such a Box as unbounded.
+    """
+    lo = np.asarray(low, dtype=np.float64)
+    hi = np.asarray(high, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(hi - lo) & np.isfinite(lo) & np.isfinite(hi)
+
+
 def bounded_to_tokens(x: ArrayLike, low: ArrayLike, high: ArrayLike) -> NDArray[np.int32]:
-    """Tokenize values of a bounded Box: rescale ``[low, high] -> [-1, 1]``, bin, no mu-law."""
+    """Tokenize values of a bounded Box: rescale ``[low, high] -> [-1, 1]``, bin, no mu-law.
+
+    A zero-width element (``low == high``, which Gymnasium allows) has one legal value:
+    it always gets the middle bin (token 32512, the bin of ``v = 0``, the interval's
+    centre) and decodes to that constant. Bounds must have a finite width
+    (:func:`finite_width`); others raise :class:`~kibble.errors.TokenizeError`.
+    """
     arr = _as_numeric(x).astype(np.float64, copy=False)
     lo = np.asarray(low, dtype=np.float64)
     hi = np.asarray(high, dtype=np.float64)
-    return continuous_to_tokens(2.0 * (arr - lo) / (hi - lo) - 1.0, mu_law=False)
+    ok = finite_width(lo, hi)
+    if not ok.all():
+        j = tuple(int(i) for i in np.argwhere(~ok)[0]) if ok.ndim else ()
+        lo_j, hi_j = (b[j] for b in np.broadcast_arrays(lo, hi))
+        raise TokenizeError(
+            f"cannot rescale to bounds [{lo_j}, {hi_j}] at element {j}: the bounds must be "
+            "finite and their width high - low finite in float64; tokenize such values as "
+            "unbounded (mu-law), as the per-space codecs do"
+        )
+    width = hi - lo
+    zero = width == 0
+    if not zero.any():  # the formula of docs/format.md section 3, untouched
+        return continuous_to_tokens(2.0 * (arr - lo) / width - 1.0, mu_law=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = 2.0 * (arr - lo) / width - 1.0
+    # 0/0 would be NaN: the one value of a zero-width element is the middle bin. A NaN
+    # input stays NaN, so continuous_to_tokens still refuses it.
+    v = np.where(zero & ~np.isnan(arr), 0.0, v)
+    return continuous_to_tokens(v, mu_law=False)
 
 
 def tokens_to_bounded(tokens: ArrayLike, low: ArrayLike, high: ArrayLike) -> NDArray[np.float64]:
-    """Inverse of :func:`bounded_to_tokens`: within half a bin, ``(high - low) / 2048``."""
+    """Inverse of :func:`bounded_to_tokens`: within half a bin, ``(high - low) / 2048``.
+
+    A zero-width element decodes to its constant whatever the token."""
     c = tokens_to_continuous(tokens, mu_law=False)
     lo = np.asarray(low, dtype=np.float64)
     hi = np.asarray(high, dtype=np.float64)

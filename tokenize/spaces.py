@@ -6,8 +6,9 @@ sorted lexicographically, Tuple entries in order. Each leaf codec turns a batch 
 values ``(T, *shape)`` into ``(T, n_tokens)`` int32 tokens and back. Rules (docs/format.md §3-5):
 
 - Box, observation: mu-law, 1024 bins, offset 32000.
-- Box, action: bounded on both sides -> rescaled linearly to [-1, 1], binned without
-  mu-law; otherwise mu-law like observations.
+- Box, action: bounded on both sides, with a finite width ``high - low`` -> rescaled
+  linearly to [-1, 1], binned without mu-law (a zero-width element: the middle bin);
+  otherwise mu-law like observations.
 - Discrete / MultiDiscrete / MultiBinary: ints in [0, 1024) (``start`` subtracted).
 - uint8 Box shaped (H, W) or (H, W, C), C in {1, 3, 4}, as an observation: an image.
   Its tokens are ``IMAGE_PATCH`` placeholders, one per 16x16 patch; the pixels travel
@@ -31,6 +32,7 @@ from kibble.errors import TokenizeError
 from kibble.tokenize.continuous import (
     bounded_to_tokens,
     continuous_to_tokens,
+    finite_width,
     tokens_to_bounded,
     tokens_to_continuous,
 )
@@ -263,7 +265,9 @@ def _box(space: spaces.Box, role: Role, path: KeyPath = ()) -> list[LeafCodec]:
         if role == "action":
             raise TokenizeError(f"{path_name(role, path)}: an image cannot be an action")
         return [ImageCodec(path, space, role)]
-    if role == "action" and space.is_bounded("both"):
+    # Bounded means a finite width too: bounds like +-1e308 are finite, but high - low
+    # overflows float64 and the linear rescale cannot bin them, so they get mu-law.
+    if role == "action" and space.is_bounded("both") and finite_width(space.low, space.high).all():
         return [BoundedCodec(path, space, role)]
     return [ContinuousCodec(path, space, role)]
 

@@ -1,0 +1,147 @@
+"""Expert commands: ``kibble tasks``, ``kibble expert train``, ``kibble expert eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kibble.cli.base import _parse_overrides, _quiet_ray, _stderr, app, expert_app
+from kibble.display import RichDisplay, on_episode, on_expert_iteration
+from kibble.errors import KibbleError
+
+
+@app.command()
+def tasks(
+    family: Annotated[
+        str | None, typer.Option(help="Only this family: gym, atari, dmc, metaworld, procgen.")
+    ] = None,
+) -> None:
+    """List tasks, one per line: id, observation and action spaces, expert sources.
+
+    Any other registered Gymnasium id also works as gym/<id>. The first listing builds
+    every environment to read its spaces (about half a minute); later ones are cached.
+    """
+    from rich.progress import track
+
+    from kibble.envs import list_tasks
+
+    listed = list_tasks(family)
+    rows = []
+    for task in track(listed, description="reading spaces", transient=True, console=_stderr()):
+        rows.append((task, *task.space_descriptions()))
+    width = max((len(t.id) for t, _, _ in rows), default=0)
+    for task, obs, act in rows:
+        note = f"  # {task.note}" if task.note else ""
+        experts = ",".join(task.expert_sources)
+        typer.echo(f"{task.id:<{width}}  obs={obs}  act={act}  experts={experts}{note}")
+
+
+@expert_app.command("train")
+def expert_train(
+    task: Annotated[str, typer.Argument(help="Task id, e.g. gym/CartPole-v1.")],
+    out: Annotated[Path, typer.Option(help="Expert directory (resumed if it exists).")],
+    algorithm: Annotated[
+        str | None, typer.Option(help="PPO or SAC (default PPO; SAC for continuous actions).")
+    ] = None,
+    timesteps: Annotated[
+        int, typer.Option(min=1, help="Total environment steps to train for.")
+    ] = 200_000,
+    target_return: Annotated[
+        float | None, typer.Option(help="Stop once the mean training return reaches this.")
+    ] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    num_env_runners: Annotated[
+        int,
+        typer.Option(
+            min=0, help="RLlib env-runner actors, one CPU each (0: sample in this process)."
+        ),
+    ] = 0,
+    num_envs: Annotated[int, typer.Option(min=1, help="Environments per env runner.")] = 8,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Checkpoint every N iterations.")
+    ] = 5,
+    seed: Annotated[int, typer.Option(help="RLlib seed.")] = 0,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing Ray cluster: its head's HOST:PORT (e.g. 10.0.0.5:6379), or auto; "
+            "run kibble on a machine that joined it (default: a local Ray)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override an RLlib AlgorithmConfig field: --set lr=1e-4."),
+    ] = None,
+) -> None:
+    """Train an RLlib expert for TASK, checkpointing to --out; rerun to resume."""
+    from kibble.experts.rllib_train import ExpertTrainConfig, train_expert
+
+    _quiet_ray()
+
+    cfg = ExpertTrainConfig(
+        task=task,
+        out=out,
+        algorithm=algorithm,
+        timesteps=timesteps,
+        target_return=target_return,
+        max_minutes=max_minutes,
+        num_env_runners=num_env_runners,
+        num_envs_per_env_runner=num_envs,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        ray_address=ray_address,
+        overrides=_parse_overrides(set_ or []),
+    )
+    with RichDisplay() as display, display.bar(f"training {task}", timesteps) as update:
+        update(info="starting Ray")
+        meta = train_expert(cfg, on_iteration=on_expert_iteration(update))
+    progress = meta.get("progress") or {}
+    typer.echo(
+        f"{task}: {meta['algorithm']} trained to {progress.get('env_steps', 0):,} env steps, "
+        f"mean training return {progress.get('return_mean')}; checkpoint in {out / 'checkpoint'}"
+    )
+
+
+@expert_app.command("eval")
+def expert_eval(
+    task: Annotated[str, typer.Argument(help="Task id, e.g. gym/CartPole-v1.")],
+    expert: Annotated[str, typer.Option(help="Checkpoint path, 'scripted' or 'random'.")],
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes.")],
+    out: Annotated[Path, typer.Option(help="Expert card JSON to write.")],
+    seed: Annotated[int, typer.Option(min=0, help="Episode i resets with seed + i.")] = 0,
+    num_envs: Annotated[int, typer.Option(min=1, help="Environments stepped together.")] = 4,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Sample an RLlib expert's actions (seeded per episode) instead of greedy.",
+        ),
+    ] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Cut episodes at this many steps (as the dataset does)."),
+    ] = None,
+) -> None:
+    """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""
+    from kibble.experts.card import make_card, write_card
+    from kibble.experts.sources import parse_source
+
+    if out.is_dir():
+        raise KibbleError(f"--out {out} is a directory; give the card's file name")
+    src = parse_source(expert)
+    if src.uses_ray:
+        _quiet_ray()
+    total = episodes if src.is_random else 2 * episodes
+    label = expert if src.is_random else f"{expert} and random"
+    with RichDisplay() as display, display.bar(f"evaluating {label}", total) as update:
+        card = make_card(
+            task, expert, episodes, seed, num_envs, on_episode(update), sample, max_steps
+        )
+    write_card(card, out)
+    sr = "" if card.success_rate is None else f", success rate {card.success_rate:.2f}"
+    typer.echo(
+        f"{task} {expert}: return {card.expert_return.mean:.1f} +- {card.expert_return.std:.1f} "
+        f"over {episodes} episodes{sr}; random policy {card.random_return.mean:.1f}; wrote {out}"
+    )
