@@ -21,6 +21,9 @@ multi-process over all cores by default; other Beam options pass through:
 
 On a remote runner kibble adds ``--setup_file`` so workers get its code
 (``kibble.pipelines.remote``).
+
+Everything a worker would need is checked on the launcher first (``load_config``); the
+output's lock, the worker log and signals are ``kibble.pipelines.guard``'s.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from kibble.atomic import fault_point
 from kibble.envs import get_task
+from kibble.errors import KibbleError
 from kibble.experts.card import read_card
 from kibble.experts.sources import ExpertSource, load_expert, parse_source
-from kibble.pipelines import dataset, plots, remote, stages
+from kibble.pipelines import dataset, guard, plots, remote, stages
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.local import STAGING, finish_dataset
 from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
@@ -179,7 +184,7 @@ def default_options(argv: list[str], output: str | None = None) -> PipelineOptio
 
 def planned_shards(config: DatasetConfig) -> int:
     """How many shards (units of parallel work) the job rolls out: a progress bar's total."""
-    return sum(len(stages.plan_shards(job, config.episodes_per_shard)) for job in config.tasks)
+    return sum(stages.count_shards(job, config.episodes_per_shard) for job in config.tasks)
 
 
 @contextmanager
@@ -209,6 +214,62 @@ def _watch_rollouts(root: str, on_progress: Callable[[int], None] | None) -> Ite
         thread.join()
 
 
+def _build(p: beam.Pipeline, config: DatasetConfig, rollout_jobs: dict, root: str, cards: dict):
+    """The job's transforms (see the module docstring)."""
+    jobs = {job.task: job for job in config.tasks}
+    per_shard = config.episodes_per_shard
+    files_json = layout.join(root, SUMMARIES, "files.json")
+    # Shards are made on the workers from one small record per task, then spread
+    # over them: nothing per episode or per shard is built on the launcher.
+    outcomes = (
+        p
+        | "PlanTasks" >> beam.Create([rollout_jobs[job.task] for job in config.tasks])
+        | "PlanShards" >> beam.FlatMap(stages.plan_shards, per_shard)
+        | "SpreadShards" >> beam.Reshuffle()
+        | "RolloutValidateTokenize" >> beam.ParDo(RolloutShards(root, config.seed, config.num_envs))
+    )
+    by_task = (
+        outcomes
+        | "KeyByTask" >> beam.Map(lambda o: (o.task, o))
+        | "GroupByTask" >> beam.GroupByKey()
+    )
+    thresholds = beam.pvalue.AsDict(
+        by_task | "ExpertReturnAndThreshold" >> ThresholdPerTask(jobs, config.fraction, cards)
+    )
+    (
+        outcomes
+        | "KeyByShard" >> beam.Map(lambda o: ((o.task, o.index // per_shard), o))
+        | "GroupByShard" >> beam.GroupByKey()
+        | "FilterAndWrite" >> beam.ParDo(FinalizeShard(root), thresholds=thresholds)
+        | "CollectFileEntries" >> beam.combiners.ToList()
+        | "WriteFileEntries" >> beam.Map(_write_json, path=files_json)
+    )
+    by_task | "WriteSummaries" >> beam.Map(_write_summary, thresholds=thresholds, root=root)
+
+
+def _assemble(config: DatasetConfig, root: str) -> dict:
+    """From the workers' summaries: rejected/, the manifest and the card in ``root``."""
+    files_json = layout.join(root, SUMMARIES, "files.json")
+    known_files = {e["path"]: e for e in json.loads(layout.read_bytes(files_json))}
+    tasks, rejected = {}, []
+    for job in config.tasks:
+        summary = json.loads(layout.read_bytes(_summary_file(root, job.task)))
+        threshold = Threshold(**summary["threshold"])
+        outs = [EpisodeOutcome(**o) for o in summary["outcomes"]]
+        task_dir = layout.join(root, layout.DATA_DIR, layout.task_dir_name(job.task))
+        files = [
+            layout.join(task_dir, rel)
+            for rel in layout.list_files(task_dir)
+            if rel.endswith(".parquet")
+        ]
+        tasks[job.task] = stages.task_entry(job, outs, threshold, files).to_dict()
+        plots.return_histogram(root, job.task, outs, threshold)
+        rejected += stages.rejected_rows(outs, threshold)
+    for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
+        dataset.remove(layout.join(root, scratch))
+    return finish_dataset(root, config.name, config.as_dict(), tasks, rejected, known_files)
+
+
 def run(
     config: DatasetConfig,
     beam_args: list[str] | None = None,
@@ -217,70 +278,46 @@ def run(
     """Run the job; returns the manifest of the dataset written to ``config.output``.
 
     ``on_progress`` (called from a watcher thread) gets the number of shards rolled out
-    so far, of :func:`planned_shards`.
+    so far, of :func:`planned_shards`. What Beam and its workers print goes to a log
+    file (``guard.log_location``: ``.NAME.log`` beside a local output, removed when the
+    job succeeds); a job that fails in a worker raises one KibbleError naming the root
+    cause and that file. SIGINT/SIGTERM raise ``guard.Interrupted`` once staging is
+    removed.
     """
     out = config.output
     options = default_options(beam_args or [], out)
-    dataset.check_output(out)
-    jobs = {job.task: job for job in config.tasks}
     # Cards are read here: remote workers do not see the launcher's files.
     cards = {job.task: read_card(job.card) for job in config.tasks if job.card}
-    per_shard = config.episodes_per_shard
-    root = dataset.staging_location(out)
-    files_json = layout.join(root, SUMMARIES, "files.json")
-    try:
-        if remote.is_remote(options):
-            rollout_jobs = remote.ship_experts(config.tasks, root)
-        else:
-            rollout_jobs = jobs
-        shards = [
-            s for job in config.tasks for s in stages.plan_shards(rollout_jobs[job.task], per_shard)
-        ]
-        with _watch_rollouts(root, on_progress), beam.Pipeline(options=options) as p:
-            outcomes = (
-                p
-                | "PlanShards" >> beam.Create(shards)
-                | "RolloutValidateTokenize"
-                >> beam.ParDo(RolloutShards(root, config.seed, config.num_envs))
-            )
-            by_task = (
-                outcomes
-                | "KeyByTask" >> beam.Map(lambda o: (o.task, o))
-                | "GroupByTask" >> beam.GroupByKey()
-            )
-            thresholds = beam.pvalue.AsDict(
-                by_task
-                | "ExpertReturnAndThreshold" >> ThresholdPerTask(jobs, config.fraction, cards)
-            )
-            (
-                outcomes
-                | "KeyByShard" >> beam.Map(lambda o: ((o.task, o.index // per_shard), o))
-                | "GroupByShard" >> beam.GroupByKey()
-                | "FilterAndWrite" >> beam.ParDo(FinalizeShard(root), thresholds=thresholds)
-                | "CollectFileEntries" >> beam.combiners.ToList()
-                | "WriteFileEntries" >> beam.Map(_write_json, path=files_json)
-            )
-            by_task | "WriteSummaries" >> beam.Map(_write_summary, thresholds=thresholds, root=root)
-        known_files = {e["path"]: e for e in json.loads(layout.read_bytes(files_json))}
-        tasks, rejected = {}, []
-        for job in config.tasks:
-            summary = json.loads(layout.read_bytes(_summary_file(root, job.task)))
-            threshold = Threshold(**summary["threshold"])
-            outs = [EpisodeOutcome(**o) for o in summary["outcomes"]]
-            task_dir = layout.join(root, layout.DATA_DIR, layout.task_dir_name(job.task))
-            files = [
-                layout.join(task_dir, rel)
-                for rel in layout.list_files(task_dir)
-                if rel.endswith(".parquet")
-            ]
-            tasks[job.task] = stages.task_entry(job, outs, threshold, files).to_dict()
-            plots.return_histogram(root, job.task, outs, threshold)
-            rejected += stages.rejected_rows(outs, threshold)
-        for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
-            dataset.remove(layout.join(root, scratch))
-        manifest = finish_dataset(root, config.name, config.as_dict(), tasks, rejected, known_files)
-    except BaseException:
-        dataset.remove(root, quiet=True)
-        raise
-    dataset.publish(root, out)
+    log_file = guard.log_location(out, config.name)
+    with guard.interruptible(out) as state, guard.output_lock(out):
+        dataset.check_output(out)
+        root = dataset.staging_location(out)
+        try:
+            if remote.is_remote(options):
+                rollout_jobs = remote.ship_experts(config.tasks, root)
+            else:
+                rollout_jobs = {job.task: job for job in config.tasks}
+            try:
+                with (
+                    guard.worker_log(log_file),
+                    _watch_rollouts(root, on_progress),
+                    beam.Pipeline(options=options) as p,
+                ):
+                    _build(p, config, rollout_jobs, root, cards)
+            except (KibbleError, guard.Interrupted):
+                raise
+            except Exception as e:  # a worker's error, as Beam reports it: one paragraph
+                raise guard.worker_failure(e, log_file, out) from e
+            manifest = _assemble(config, root)
+            fault_point("staged")
+            with state.publishing():
+                dataset.publish(root, out)
+        except BaseException as e:
+            if isinstance(e, guard.Interrupted):
+                guard.silence_beam(log_file)  # its threads report the workers' end
+                guard.stop_children()  # no worker may write to staging after it goes
+            dataset.remove(root, quiet=True)
+            raise
+    if not layout.is_url(out):
+        log_file.unlink(missing_ok=True)  # nothing to look at: the job succeeded
     return manifest

@@ -15,7 +15,9 @@ windowed rule), ``sample`` (sample an RLlib expert's actions) and ``max_steps``.
 ``text_model: PATH`` (top level, or per task) is the SentencePiece model that tokenizes
 text observations (BabyAI missions); by default kibble's own BabyAI model. The manifest
 records which model (file name and sha256) tokenized each task with text.
-Other keys are ignored (with a warning), so configs can carry notes of their own.
+``notes`` (top level, anything) is kept in the manifest. Any other key is refused,
+naming the closest known one; every value is checked (types, ranges, expert sources
+and cards: ``kibble.pipelines.checks``) before any work starts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from typing import Any
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
+from kibble.pipelines.checks import (
+    check_episodes,
+    check_job,
+    max_episodes,
+    positive_int,
+    refuse_unknown,
+)
 from kibble.pipelines.filtering import DEFAULT_FRACTION
 from kibble.pipelines.stages import TaskJob
 from kibble.yaml_file import read_yaml, want
@@ -53,7 +62,7 @@ class DatasetConfig:
     num_envs: int = 4
     """Environments a worker steps together (one batched inference per step)."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Keys kibble does not use, kept for the manifest."""
+    """The config's ``notes``, kept for the manifest."""
     text_model: str | None = None
     """SentencePiece model file for text observations (None: kibble's BabyAI model)."""
 
@@ -63,21 +72,60 @@ class DatasetConfig:
         return asdict(self)
 
 
+TOP_KEYS = (
+    "name",
+    "output",
+    "seed",
+    "filter",
+    "episodes_per_shard",
+    "num_envs",
+    "tasks",
+    "text_model",
+    "notes",
+)
+FILTER_KEYS = ("fraction",)
+EXPERT_WHAT = "a checkpoint path, sb3:PATH.zip, scripted, bot or random"
+MAX_NUM_ENVS = 256
+"""Environments per worker: each holds a simulator (Atari, MuJoCo) in memory."""
+
+
+def _read(path: Path) -> Any:
+    """The parsed file; a folder, unreadable or non-UTF-8 file is a KibbleError."""
+    if path.is_dir():
+        raise KibbleError(f"config file {path} is a folder; give the dataset config YAML file")
+    try:
+        return read_yaml(path, "config file")
+    except UnicodeDecodeError as e:
+        raise KibbleError(
+            f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from e
+    except OSError as e:
+        raise KibbleError(f"config file {path} cannot be read: {e.strerror or e}") from e
+
+
 def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
-    """Read and check a dataset config; ``output`` overrides the file's."""
+    """Read and check a dataset config; ``output`` overrides the file's.
+
+    Every field's type and range, unknown keys (with the closest known one), the expert
+    sources and cards are checked here, on the launcher, before any work.
+    """
     path = Path(path)
-    raw = read_yaml(path, "config file")
+    raw = _read(path)
     if not isinstance(raw, dict):
         raise KibbleError(f"{path}: expected a mapping of settings (name, output, tasks, ...)")
+    refuse_unknown(str(path), raw, TOP_KEYS)
     name = want(path, "name", raw.get("name", path.stem), str, "a string")
     out = output if output is not None else raw.get("output")
     if out is None:
         raise KibbleError(f"{path}: output: missing; give the dataset directory (or --out)")
     want(path, "output", out, str, "a directory path")
+    if not out.strip():
+        raise KibbleError(f"{path}: output: empty; give the dataset directory (or --out)")
     seed = want(path, "seed", raw.get("seed", 0), int, "a non-negative integer")
     if seed < 0:
         raise KibbleError(f"{path}: seed: expected a non-negative integer, got {seed}")
     filt = want(path, "filter", raw.get("filter", {}) or {}, dict, "a mapping like {fraction: 0.8}")
+    refuse_unknown(f"{path}: filter", filt, FILTER_KEYS)
     fraction = want(
         path,
         "filter.fraction",
@@ -85,23 +133,20 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
         (int, float),
         "a number in (0, 1]",
     )
-    if not 0 < fraction <= 1:
+    if not 0 < fraction <= 1:  # NaN fails this too
         raise KibbleError(f"{path}: filter.fraction: expected a number in (0, 1], got {fraction}")
-    per_shard = want(
-        path, "episodes_per_shard", raw.get("episodes_per_shard", 25), int, "a positive integer"
-    )
-    num_envs = want(path, "num_envs", raw.get("num_envs", 4), int, "a positive integer")
-    if per_shard < 1 or num_envs < 1:
-        raise KibbleError(f"{path}: episodes_per_shard and num_envs must be at least 1")
+    per_shard = _positive(path, "episodes_per_shard", raw.get("episodes_per_shard", 25))
+    num_envs = _positive(path, "num_envs", raw.get("num_envs", 4), MAX_NUM_ENVS)
     tasks_raw = raw.get("tasks")
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise KibbleError(f"{path}: tasks: expected a non-empty list of {{task, expert, episodes}}")
-    known = {f.name for f in fields(TaskJob)}
+    known = [f.name for f in fields(TaskJob)]
     text_model = _text_model(path, "text_model", raw.get("text_model"))
     jobs, seen = [], set()
     for i, entry in enumerate(tasks_raw):
         where = f"tasks[{i}]"
         want(path, where, entry, dict, "a mapping {task, expert, episodes}")
+        refuse_unknown(f"{path}: {where}", entry, known)
         for key in ("task", "expert", "episodes"):
             if key not in entry:
                 raise KibbleError(f"{path}: {where}.{key}: missing")
@@ -113,34 +158,38 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
         if task in seen:
             raise KibbleError(f"{path}: {where}.task: {task} is listed twice")
         seen.add(task)
-        expert = want(
-            path, f"{where}.expert", entry["expert"], str, "a checkpoint path, scripted or random"
+        job = TaskJob(
+            task=task,
+            expert=want(path, f"{where}.expert", entry["expert"], str, EXPERT_WHAT),
+            episodes=_positive(path, f"{where}.episodes", entry["episodes"], max_episodes()),
+            card=want(path, f"{where}.card", entry.get("card"), (str, type(None)), "a card path"),
+            sample=want(path, f"{where}.sample", entry.get("sample", False), bool, "true or false"),
+            max_steps=None
+            if entry.get("max_steps") is None
+            else _positive(path, f"{where}.max_steps", entry["max_steps"]),
+            text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
+            or text_model,
         )
-        episodes = want(path, f"{where}.episodes", entry["episodes"], int, "a positive integer")
-        if episodes < 1:
-            raise KibbleError(
-                f"{path}: {where}.episodes: expected a positive integer, got {episodes}"
-            )
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            log.warning("%s: %s: ignoring keys %s", path, where, ", ".join(unknown))
-        jobs.append(
-            TaskJob(
-                task=task,
-                expert=expert,
-                episodes=episodes,
-                card=entry.get("card"),
-                sample=bool(entry.get("sample", False)),
-                max_steps=entry.get("max_steps"),
-                text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
-                or text_model,
-            )
-        )
-    used = {"name", "output", "seed", "filter", "tasks", "episodes_per_shard", "num_envs"}
-    extra = {k: v for k, v in raw.items() if k not in used | {"text_model"}}
+        try:
+            check_job(job)
+        except KibbleError as e:
+            raise KibbleError(f"{path}: {where} ({task}, expert {job.expert}): {e}") from e
+        jobs.append(job)
+    try:
+        check_episodes(sum(j.episodes for j in jobs))
+    except KibbleError as e:
+        raise KibbleError(f"{path}: tasks: {e}") from e
+    extra = {"notes": raw["notes"]} if "notes" in raw else {}
     return DatasetConfig(
         name, out, jobs, seed, float(fraction), per_shard, num_envs, extra, text_model
     )
+
+
+def _positive(path: Path, where: str, value: Any, upper: int | None = None) -> int:
+    try:
+        return positive_int(where, value, upper)
+    except KibbleError as e:
+        raise KibbleError(f"{path}: {e}") from e
 
 
 def _text_model(path: Path, where: str, value: Any) -> str | None:

@@ -15,7 +15,13 @@ import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
 from kibble.schemas import dataset as layout
-from kibble.schemas.dataset import DATA_DIR, MANIFEST, REJECTED_DIR
+from kibble.schemas.dataset import (
+    DATA_DIR,
+    FILE_FIELDS,
+    MANIFEST,
+    REJECTED_DIR,
+    footer_mismatches,
+)
 from kibble.schemas.parquet import read_schema_version
 from kibble.schemas.validate import validate_file
 
@@ -77,17 +83,24 @@ def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
         versions.add(read_schema_version(path) or "none")
         if mismatches:
             continue
-        if rel.startswith(DATA_DIR + "/"):
-            _add_data_file(fs, f"{base.rstrip('/')}/{rel}", tasks)
-        elif rel.startswith(REJECTED_DIR + "/"):
+        try:
+            if rel.startswith(DATA_DIR + "/"):
+                _add_data_file(fs, f"{base.rstrip('/')}/{rel}", tasks)
+                continue
+            if not rel.startswith(REJECTED_DIR + "/"):
+                continue
             rejected = pq.read_table(
                 f"{base.rstrip('/')}/{rel}", columns=["task", "reason"], filesystem=fs
             )
-            for task, reason in zip(
-                rejected["task"].to_pylist(), rejected["reason"].to_pylist(), strict=True
-            ):
-                summary = tasks.setdefault(task, TaskSummary(task))
-                summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
+        except (OSError, pa.ArrowException) as e:
+            # A footer that still parses over damaged pages: the pages fail to decode.
+            problems.append(f"{rel}: its data cannot be read ({e}): the file is damaged")
+            continue
+        for task, reason in zip(
+            rejected["task"].to_pylist(), rejected["reason"].to_pylist(), strict=True
+        ):
+            summary = tasks.setdefault(task, TaskSummary(task))
+            summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
     if manifest is not None:
         problems += verify_files(root, manifest, files, quick)
         problems += verify_counts(manifest, tasks)
@@ -102,7 +115,7 @@ def verify_files(root: str, manifest: dict, present: list[str], quick: bool = Fa
     fs, base = layout.resolve(root)
     problems, listed = [], set()
     for entry in entries:
-        if not isinstance(entry, dict) or not {"path", "rows", "bytes", "sha256"} <= set(entry):
+        if not isinstance(entry, dict) or not set(FILE_FIELDS) <= set(entry):
             problems.append(f"{MANIFEST}: a file entry lacks path, rows, bytes or sha256: {entry}")
             continue
         rel = entry["path"]
@@ -112,16 +125,14 @@ def verify_files(root: str, manifest: dict, present: list[str], quick: bool = Fa
             continue
         path = f"{base.rstrip('/')}/{rel}"
         size = fs.get_file_info(path).size
-        if size != entry["bytes"]:
-            problems.append(f"{rel}: {size} bytes, the manifest says {entry['bytes']}")
         try:
             with fs.open_input_file(path) as f:
                 rows = pq.ParquetFile(f).metadata.num_rows
         except (OSError, pa.ArrowException) as e:
+            problems += footer_mismatches(entry, size, entry["rows"])  # the size alone
             problems.append(f"{rel}: not a readable Parquet file ({e})")
             continue
-        if rows != entry["rows"]:
-            problems.append(f"{rel}: {rows} rows, the manifest says {entry['rows']}")
+        problems += footer_mismatches(entry, size, rows)  # the trainer's check at open
         if not quick and layout.sha256(layout.join(root, rel)) != entry["sha256"]:
             problems.append(
                 f"{rel}: its sha256 differs from the manifest's: the file changed after it "

@@ -3,6 +3,10 @@
 The same stages as the Beam job (``kibble.pipelines.stages``), run one after the
 other with each task as a single shard. Memory stays bounded: episodes stream to
 a staging file as they finish, and filtering copies it a row group at a time.
+
+Like the Beam job, it checks every job before any work (``kibble.pipelines.checks``),
+holds the output's lock while it writes, and stops cleanly on SIGINT/SIGTERM
+(``kibble.pipelines.guard``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from dataclasses import asdict
 
 import pyarrow as pa
 
+from kibble.atomic import fault_point
 from kibble.errors import KibbleError
-from kibble.pipelines import dataset, filtering, plots, stages
+from kibble.pipelines import dataset, filtering, guard, plots, stages
+from kibble.pipelines.checks import check_episodes, check_job
 from kibble.pipelines.stages import TaskJob, episode_seed
 from kibble.schemas import dataset as layout
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA
@@ -64,28 +70,37 @@ def curate(
     """Curate every task into a dataset at ``out`` (a path or URL; replaced as a whole,
     see ``kibble.pipelines.dataset``); returns the manifest."""
     check_fraction(fraction)
-    dataset.check_output(out)
-    root = dataset.staging_location(out)
-    try:
-        tasks, rejected = {}, []
-        for job in jobs:
-            (shard,) = stages.plan_shards(job, job.episodes)
-            staging = stages.shard_file(root, STAGING, job.task, 0)
-            outcomes = stages.rollout_shard(shard, staging, base_seed, num_envs, on_episode)
-            threshold = stages.task_threshold(job, outcomes, fraction)
-            kept = [o.episode_id for o in outcomes if stages.is_kept(o, threshold)]
-            out_file = stages.shard_file(root, layout.DATA_DIR, job.task, 0)
-            written = stages.finalize_shard(staging, kept, out_file)
-            files = [out_file] if written else []
-            tasks[job.task] = stages.task_entry(job, outcomes, threshold, files).to_dict()
-            plots.return_histogram(root, job.task, outcomes, threshold)
-            rejected += stages.rejected_rows(outcomes, threshold)
-        dataset.remove(layout.join(root, STAGING))
-        config = {"name": name, "seed": base_seed, "filter": {"fraction": fraction},
-                  "tasks": [asdict(j) for j in jobs]}  # fmt: skip
-        manifest = finish_dataset(root, name, config, tasks, rejected)
-    except BaseException:
-        dataset.remove(root, quiet=True)
-        raise
-    dataset.publish(root, out)
+    for job in jobs:
+        try:
+            check_job(job)
+        except KibbleError as e:
+            raise KibbleError(f"{job.task} (expert {job.expert}): {e}") from e
+    check_episodes(sum(job.episodes for job in jobs))
+    with guard.interruptible(out) as state, guard.output_lock(out):
+        dataset.check_output(out)
+        root = dataset.staging_location(out)
+        try:
+            tasks, rejected = {}, []
+            for job in jobs:
+                (shard,) = stages.plan_shards(job, job.episodes)
+                staging = stages.shard_file(root, STAGING, job.task, 0)
+                outcomes = stages.rollout_shard(shard, staging, base_seed, num_envs, on_episode)
+                threshold = stages.task_threshold(job, outcomes, fraction)
+                kept = [o.episode_id for o in outcomes if stages.is_kept(o, threshold)]
+                out_file = stages.shard_file(root, layout.DATA_DIR, job.task, 0)
+                written = stages.finalize_shard(staging, kept, out_file)
+                files = [out_file] if written else []
+                tasks[job.task] = stages.task_entry(job, outcomes, threshold, files).to_dict()
+                plots.return_histogram(root, job.task, outcomes, threshold)
+                rejected += stages.rejected_rows(outcomes, threshold)
+            dataset.remove(layout.join(root, STAGING))
+            config = {"name": name, "seed": base_seed, "filter": {"fraction": fraction},
+                      "tasks": [asdict(j) for j in jobs]}  # fmt: skip
+            manifest = finish_dataset(root, name, config, tasks, rejected)
+            fault_point("staged")
+            with state.publishing():
+                dataset.publish(root, out)
+        except BaseException:
+            dataset.remove(root, quiet=True)
+            raise
     return manifest

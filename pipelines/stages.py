@@ -20,7 +20,7 @@ import hashlib
 import os
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,14 +141,18 @@ def episode_seed(base_seed: int, task: str, index: int) -> int:
     return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def plan_shards(job: TaskJob, episodes_per_shard: int) -> list[Shard]:
+def plan_shards(job: TaskJob, episodes_per_shard: int) -> Iterator[Shard]:
+    """The shards of ``job``, made one at a time (a plan of any size takes no memory)."""
     if job.episodes < 1:
         raise KibbleError(f"{job.task}: episodes must be at least 1, got {job.episodes}")
     size = max(1, episodes_per_shard)
-    return [
-        Shard(job, i, start, min(start + size, job.episodes))
-        for i, start in enumerate(range(0, job.episodes, size))
-    ]
+    for i, start in enumerate(range(0, job.episodes, size)):
+        yield Shard(job, i, start, min(start + size, job.episodes))
+
+
+def count_shards(job: TaskJob, episodes_per_shard: int) -> int:
+    """How many shards :func:`plan_shards` makes, without making them."""
+    return -(-job.episodes // max(1, episodes_per_shard))
 
 
 def shard_name(directory: str, task: str, shard: int) -> str:
@@ -180,11 +184,16 @@ def rollout_shard(
     if policy is None:
         policy = load_expert(task, job.expert, obs_space, act_space, sample=job.sample)
     tokenizer = EpisodeTokenizer(obs_space, act_space, job.text_model)
-    jobs = [
-        EpisodeJob(make_episode_id(job.task, base_seed, i), episode_seed(base_seed, job.task, i))
-        for i in range(shard.start, shard.stop)
-    ]
-    index = {j.episode_id: shard.start + k for k, j in enumerate(jobs)}
+    # Episode jobs are made as environments free up, so a shard of any size (a whole
+    # task, in `kibble rollout`) holds only the running ones: id -> index while running.
+    index: dict[str, int] = {}
+
+    def episode_jobs() -> Iterator[EpisodeJob]:
+        for i in range(shard.start, shard.stop):
+            episode_id = make_episode_id(job.task, base_seed, i)
+            index[episode_id] = i
+            yield EpisodeJob(episode_id, episode_seed(base_seed, job.task, i))
+
     outcomes: list[EpisodeOutcome] = []
     # Episodes finish out of order with several environments; the staging file is
     # written in index order (so it does not depend on how many ran together), holding
@@ -192,7 +201,7 @@ def rollout_shard(
     held: dict[int, object] = {}  # index -> table, or None for an invalid episode
     next_index = shard.start
     episodes = run_episodes(
-        task.make, policy, jobs, job.task, num_envs, job.max_steps, env_pool=env_pool
+        task.make, policy, episode_jobs(), job.task, num_envs, job.max_steps, env_pool=env_pool
     )
     with EpisodeFileWriter(staging, TOKENIZED_EPISODE_SCHEMA) as writer:
         for episode in episodes:
@@ -200,7 +209,7 @@ def rollout_shard(
                 on_episode(episode)
             problem = validate_episode(episode, obs_space, act_space)
             ret = episode.episode_return
-            i = index[episode.episode_id]
+            i = index.pop(episode.episode_id)
             outcomes.append(
                 EpisodeOutcome(
                     job.task,

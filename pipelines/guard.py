@@ -1,0 +1,235 @@
+"""What keeps a curation job's failures small: signals, the output lock, worker logs.
+
+* :func:`interruptible`: SIGINT and SIGTERM raise :class:`Interrupted` in the main
+  thread (once: a second signal while cleaning up is ignored), so the job removes its
+  staging and releases its lock on the way out; the command prints one line saying what
+  was kept and exits 128 + the signal number. Publishing itself is never cut in half:
+  signals wait while the dataset is swapped in.
+* :func:`output_lock`: one writer per local output (``kibble.atomic.hold``); it also
+  removes what killed runs left beside the output.
+* :func:`worker_log`: what Beam and its worker processes print goes to a log file, and
+  :func:`worker_failure` makes a failed job one paragraph: the root cause and that file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from pathlib import Path
+
+from kibble.atomic import hold
+from kibble.errors import KibbleError
+from kibble.schemas.dataset import MANIFEST, is_url
+
+log = logging.getLogger(__name__)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """The job was stopped by a signal; the message says what the output holds.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it.
+    """
+
+    def __init__(self, signum: int, output: str, had_dataset: bool | None, published: bool):
+        self.signum, self.output = signum, output
+        self.had_dataset, self.published = had_dataset, published
+        super().__init__(str(self))
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        if self.published:
+            return (
+                f"interrupted by {name} after publishing: the new dataset at {self.output} is whole"
+            )
+        if self.had_dataset is None:
+            kept = f"whatever was at {self.output} is kept, untouched"
+        elif self.had_dataset:
+            kept = f"the old dataset at {self.output} is kept, untouched"
+        else:
+            kept = f"there was no dataset at {self.output} and none was written"
+        return f"interrupted by {name}: nothing was published; {kept}; staging removed"
+
+
+class _Guard:
+    """State of :func:`interruptible`: whether the output has been published yet."""
+
+    def __init__(self) -> None:
+        self.published = False
+        self._blocked = False
+
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Hold SIGINT/SIGTERM back while publishing; they arrive after it (as "published")."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            yield
+            self.published = True
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+
+
+def _had_dataset(out: str | os.PathLike) -> bool | None:
+    if is_url(out):
+        return None  # not worth a round trip to say so
+    return (Path(out) / MANIFEST).is_file()
+
+
+@contextmanager
+def interruptible(out: str | os.PathLike) -> Iterator[_Guard]:
+    """SIGINT/SIGTERM raise :class:`Interrupted` inside this block (main thread only)."""
+    guard = _Guard()
+    if threading.current_thread() is not threading.main_thread():
+        yield guard
+        return
+    had = _had_dataset(out)
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if fired:
+            return  # already stopping: let the cleanup finish
+        fired.append(signum)
+        raise Interrupted(signum, os.fspath(out), had, guard.published)
+
+    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+    try:
+        yield guard
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def output_lock(out: str | os.PathLike) -> AbstractContextManager[None]:
+    """The lock of a local output (refuses a second writer); URLs have none."""
+    return nullcontext() if is_url(out) else hold(out)
+
+
+def stop_children() -> None:
+    """SIGKILL this process's descendants (Beam's worker processes), so none writes to
+    staging after it is removed. Linux only (reads /proc); elsewhere a no-op."""
+    try:
+        stats = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    parents: dict[int, int] = {}
+    for pid in stats:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                text = f.read().decode(errors="replace")
+            parents[int(pid)] = int(text.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    ours, frontier = [], [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == parent]
+        ours += kids
+        frontier += kids
+    for pid in ours:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def silence_beam(log_file: Path) -> None:
+    """After an interrupt: what Beam's threads report as their workers go (exceptions,
+    error logs) is written to ``log_file`` instead of the terminal. Process-wide, for a
+    process about to end."""
+    import traceback
+
+    def to_log(args: threading.ExceptHookArgs) -> None:
+        with suppress(OSError), open(log_file, "a") as f:
+            traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=f)
+
+    threading.excepthook = to_log
+    handler = logging.FileHandler(log_file)
+    for name in ("apache_beam", "grpc"):
+        logger = logging.getLogger(name)
+        logger.propagate = False
+        logger.addHandler(handler)
+
+
+def log_location(out: str | os.PathLike, name: str) -> Path:
+    """Where a job's worker log goes: ``.NAME.log`` beside a local output, else under
+    ``$XDG_CACHE_HOME/kibble/logs`` (``~/.cache``)."""
+    if not is_url(out):
+        out = Path(out).absolute()
+        return out.parent / f".{out.name}.log"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "dataset"
+    return cache / "kibble" / "logs" / f"{safe}-{os.getpid()}.log"
+
+
+@contextmanager
+def worker_log(path: Path) -> Iterator[None]:
+    """Send file descriptors 1 and 2 (and so Beam's worker processes, which inherit them)
+    and Beam's loggers to ``path`` for the duration."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    handler = None
+    with open(path, "wb") as f:  # this job's log only
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+    try:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("apache_beam").addHandler(handler)
+        yield
+    finally:
+        if handler is not None:
+            logging.getLogger("apache_beam").removeHandler(handler)
+            handler.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved_fd in zip((1, 2), saved, strict=True):
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
+
+
+_ERROR_LINE = re.compile(r"(?m)^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.+)$")
+
+
+def root_cause(error: BaseException) -> str:
+    """The first ``Type: message`` of what a worker raised: Beam's error carries the
+    worker's tracebacks as text (root cause first), or the exception itself in-process."""
+    chain, e = [], error
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in reversed(chain):  # a KibbleError anywhere: its own message
+        if isinstance(e, KibbleError):
+            return _strip_beam(str(e))
+    for e in chain:
+        found = _ERROR_LINE.findall(str(e))
+        if found:
+            kind, message = found[0]
+            kind = kind.rsplit(".", 1)[-1]
+            return _strip_beam(message if kind == "KibbleError" else f"{kind}: {message}")
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {_strip_beam(lines[-1] if lines else '')}".rstrip(": ")
+
+
+def _strip_beam(message: str) -> str:
+    return re.sub(r" \[while running '[^']*'\]", "", message).strip()
+
+
+def worker_failure(error: BaseException, log_file: Path, out: str | os.PathLike) -> KibbleError:
+    """One paragraph for a failed Beam job: the root cause, the log, the output's state."""
+    return KibbleError(
+        f"the curation job failed: {root_cause(error)}. Nothing was published (the dataset "
+        f"at {os.fspath(out)} is as it was); Beam's full log is in {log_file}"
+    )
