@@ -121,6 +121,37 @@ def read_manifest(location: str | os.PathLike) -> dict:
         raise KibbleError(f"{join(location, MANIFEST)} is not valid JSON: {e}") from e
 
 
+FILE_FIELDS = ("path", "rows", "bytes", "sha256")
+"""What the manifest records of each file it lists."""
+
+
+def file_entries(manifest: dict, where: str = MANIFEST) -> list[dict]:
+    """The manifest's ``files``, each checked to be an object with :data:`FILE_FIELDS`."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list):
+        raise KibbleError(
+            f'{where} has no list of "files": it is damaged or not a kibble manifest; '
+            "curate the dataset again"
+        )
+    for entry in files:
+        if not isinstance(entry, dict) or not set(FILE_FIELDS) <= set(entry):
+            raise KibbleError(
+                f"{where}: a file entry lacks {', '.join(FILE_FIELDS)}: {entry!r:.100}; the "
+                "manifest is damaged or was not written by kibble (curate the dataset again)"
+            )
+    return files
+
+
+def footer_mismatches(entry: dict, size: int, rows: int) -> list[str]:
+    """How a file's size and footer row count differ from its manifest entry ([] if not)."""
+    rel, problems = entry["path"], []
+    if size != entry["bytes"]:
+        problems.append(f"{rel}: {size} bytes, the manifest says {entry['bytes']}")
+    if rows != entry["rows"]:
+        problems.append(f"{rel}: {rows} rows, the manifest says {entry['rows']}")
+    return problems
+
+
 @dataclass
 class TaskEntry:
     """One task's entry in ``manifest.json["tasks"]`` (docs/format.md section 9).

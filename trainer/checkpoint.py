@@ -8,12 +8,17 @@ is a folder ``RUN_DIR/checkpoint`` with:
 - ``model.safetensors``: the weights;
 - ``optimizer.safetensors``: AdamW's moments as ``{param index}.{name}`` tensors.
 
-It is written into a fresh folder and swapped in, so a killed run keeps the last one.
+It is written into a fresh folder (``.checkpoint.staging-*``) and swapped in
+(:func:`kibble.atomic.swap_in`), so a killed run keeps the last one; the staging folder is
+removed if the save fails, and by the next run (:func:`kibble.atomic.hold`) after a kill.
+Weights that are not finite are never written: a diverged run keeps its last good
+checkpoint. A damaged file is an error that says what to do, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +38,20 @@ STATE = "state.json"
 MODEL = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 FORMAT = 1
+
+
+class NonFiniteWeights(KibbleError):
+    """The model's weights hold NaN or infinity: the run diverged; nothing was saved."""
+
+
+def damaged(path: Path, detail: str) -> KibbleError:
+    """The error for a checkpoint file that cannot be read back."""
+    folder = Path(path).parent
+    return KibbleError(
+        f"{path} cannot be read ({detail}): the checkpoint is damaged (a file was truncated "
+        f"or changed after it was written). Restore {folder} from a copy, or delete that "
+        "folder to train the run again from step 0"
+    )
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
@@ -58,9 +77,24 @@ def save_checkpoint(
 ) -> Path:
     """Write ``run_dir/checkpoint`` atomically; ``progress`` holds step, tokens, RNG states."""
     run_dir = Path(run_dir)
-    tmp = run_dir / f".{CHECKPOINT}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in _plain_state_dict(model).items()}
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise NonFiniteWeights(
+            f"{len(bad)} weight tensors hold NaN or infinity ({', '.join(bad[:3])}, ...)"
+        )
+    tmp = run_dir / f".{CHECKPOINT}.staging-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        _write(tmp, weights, optimizer, config, progress)
+        swap_in(tmp, run_dir / CHECKPOINT)
+    except BaseException:  # a full disk, a signal: leave no staging folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir / CHECKPOINT
+
+
+def _write(tmp: Path, weights: dict, optimizer, config: MixtureConfig, progress: dict) -> None:
     save_file(weights, str(tmp / MODEL))
     tensors, scalars = _optimizer_tensors(optimizer)
     save_file(tensors, str(tmp / OPTIMIZER))
@@ -78,9 +112,6 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state().tolist(),
     }
     (tmp / STATE).write_text(json.dumps(state) + "\n")
-    final = run_dir / CHECKPOINT
-    swap_in(tmp, final)
-    return final
 
 
 def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -100,10 +131,15 @@ def read_state(run_dir: Path) -> dict:
         )
     try:
         state = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise KibbleError(f"{path} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise damaged(path, f"not valid JSON: {e}") from e
+    if not isinstance(state, dict):
+        raise damaged(path, "not a JSON object")
     if state.get("format") != FORMAT:
         raise KibbleError(f"{path} has checkpoint format {state.get('format')}, expected {FORMAT}")
+    missing = [k for k in ("config", "progress", "optimizer", "torch_rng") if k not in state]
+    if missing:
+        raise damaged(path, f"it lacks {', '.join(missing)}")
     return state
 
 
@@ -117,7 +153,7 @@ def load_model(run_dir: Path, model: Gato) -> None:
     try:
         weights = load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise KibbleError(f"{path} cannot be read as safetensors: {e}") from e
+        raise damaged(path, f"not a safetensors file: {e}") from e
     inner = getattr(model, "_orig_mod", model)
     expected = inner.state_dict()
     problems = [
@@ -138,7 +174,19 @@ def load_model(run_dir: Path, model: Gato) -> None:
 
 
 def load_optimizer(run_dir: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    tensors = load_file(str(Path(run_dir) / CHECKPOINT / OPTIMIZER))
+    """Load AdamW's state; a damaged file (or one that does not fit) is a clear error."""
+    path = Path(run_dir) / CHECKPOINT / OPTIMIZER
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise damaged(path, f"not a safetensors file: {e}") from e
+    try:
+        _load_optimizer(optimizer, state, tensors)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise damaged(path, f"it does not fit the model's optimizer: {e}") from e
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict, tensors: dict) -> None:
     opt_state: dict[int, dict] = {}
     for index, scalars in state["optimizer"]["scalars"]:
         entry: dict[str, Any] = {k: torch.tensor(v) for k, v in scalars.items()}

@@ -15,9 +15,10 @@ Every mistake is reported as ``FILE: FIELD: expected X, got Y``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kibble.errors import KibbleError
 from kibble.yaml_file import read_yaml, want
@@ -85,7 +86,7 @@ class MixtureConfig:
     warmup_steps: int | None = None  # default: 5% of steps
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # the gradient norm is clipped to this; 0 turns clipping off
     prompt_fraction: float = 0.25  # sequences that get a prompt from another episode
     # How a dataset's windows are drawn: "timesteps" (Gato: a uniform timestep, so a task's
     # share follows its size) or "tasks" (each task of a dataset an equal share first).
@@ -101,6 +102,8 @@ class MixtureConfig:
     compile: bool | None = None  # torch.compile; default on a GPU only
     cache_row_groups: int = 64  # Parquet row groups the loader keeps decoded
     max_minutes: float | None = None  # stop (and checkpoint) after this much training time
+    # Where the config was read from (named in errors found later); not a mixture key.
+    source: ClassVar[str] = "mixture"
 
     @property
     def final_lr(self) -> float:
@@ -121,7 +124,8 @@ class MixtureConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "mixture") -> MixtureConfig:
-        return parse_mixture(d, where)
+        """A config saved by a run (checked as a mixture; its schedule was checked then)."""
+        return parse_mixture(d, where, schedule=False)
 
 
 def _number(value: Any) -> Any:
@@ -156,12 +160,20 @@ def _model(where: str, raw: Any) -> tuple[str, ModelConfig]:
                 want(where, f"model.{k}", v, int, "a positive integer")
                 if v < 1:
                     raise KibbleError(f"{where}: model.{k}: expected a positive integer, got {v}")
+        if values["width"] % values["heads"]:
+            raise KibbleError(
+                f"{where}: model: width {values['width']} must be divisible by heads "
+                f"{values['heads']} (each head gets width / heads dimensions)"
+            )
         return "custom", ModelConfig(**values)
     raise KibbleError(f"{where}: model: expected a size name or a table, got {raw!r}")
 
 
-def parse_mixture(raw: Any, where: str) -> MixtureConfig:
-    """Check a mixture mapping (already parsed from YAML); ``where`` names it in errors."""
+def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
+    """Check a mixture mapping (already parsed from YAML); ``where`` names it in errors.
+
+    ``schedule``: also check that the settings go together (off for a partial mapping).
+    """
     if not isinstance(raw, dict):
         raise KibbleError(f"{where}: expected a mapping with datasets, model, steps, ...")
     known = {f.name for f in fields(MixtureConfig)}
@@ -217,8 +229,17 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
         values["prompt_fraction"] = float(v)
     if "betas" in raw:
         b = raw["betas"]
-        if not (isinstance(b, list | tuple) and len(b) == 2):
-            raise KibbleError(f"{where}: betas: expected two numbers like [0.9, 0.95], got {b!r}")
+        b = [_number(x) for x in b] if isinstance(b, list | tuple) else b
+        if not (
+            isinstance(b, list)
+            and len(b) == 2
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in b)
+            and all(0 <= x < 1 for x in b)
+        ):
+            raise KibbleError(
+                f"{where}: betas: expected two numbers in [0, 1) like [0.9, 0.95], "
+                f"got {raw['betas']!r}"
+            )
         values["betas"] = (float(b[0]), float(b[1]))
     for key, choices in (("sampling", SAMPLING), ("action_logits", ACTION_LOGITS)):
         if key in raw:
@@ -228,15 +249,53 @@ def parse_mixture(raw: Any, where: str) -> MixtureConfig:
             values[key] = v
     if "device" in raw:
         values["device"] = want(where, "device", raw["device"], str, "auto, cpu or cuda[:N]")
+        if not _DEVICE.fullmatch(values["device"]):
+            raise KibbleError(
+                f"{where}: device: expected auto, cpu, cuda or cuda:N (N a GPU's index), "
+                f"got {raw['device']!r}"
+            )
     if raw.get("compile") is not None:
         values["compile"] = want(where, "compile", raw["compile"], bool, "true or false")
-    return MixtureConfig(**values)
+    config = MixtureConfig(**values)
+    if schedule:
+        _check_schedule(where, config)
+    config.source = where
+    return config
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+"""The devices a mixture may name (mps and others are not supported)."""
+
+
+def _check_schedule(where: str, config: MixtureConfig) -> None:
+    """Settings that are each fine but cannot go together."""
+    if config.warmup_steps is not None and config.warmup_steps > config.steps:
+        raise KibbleError(
+            f"{where}: warmup_steps: {config.warmup_steps} is longer than the whole training "
+            f"(steps: {config.steps}); the learning rate would never reach its peak. Use fewer "
+            "warm-up steps (default: 5% of steps)"
+        )
+    if config.min_learning_rate is not None and config.min_learning_rate > config.learning_rate:
+        raise KibbleError(
+            f"{where}: min_learning_rate: {config.min_learning_rate:g} is above the peak "
+            f"learning_rate {config.learning_rate:g}; the decay ends at the minimum, so give "
+            "one at most the peak (default: a tenth of it)"
+        )
 
 
 def load_mixture(path: str | Path, overrides: dict[str, Any] | None = None) -> MixtureConfig:
     """Read and check a mixture file; ``overrides`` replace top-level keys (e.g. steps)."""
     path = Path(path)
-    raw = read_yaml(path, "mixture file")
+    if overrides:
+        # Checked alone first, so a bad value is blamed on the option, not on the file.
+        parse_mixture({"datasets": ["-"], **overrides}, "command-line option", schedule=False)
+    try:
+        raw = read_yaml(path, "mixture file")
+    except UnicodeDecodeError as e:
+        raise KibbleError(
+            f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save the mixture as "
+            "UTF-8 YAML"
+        ) from e
     if isinstance(raw, dict):
         raw = {**raw, **(overrides or {})}
         # Relative dataset paths are relative to the working directory, as a dataset

@@ -26,11 +26,12 @@ import pyarrow.parquet as pq
 from kibble.errors import KibbleError
 from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA
 from kibble.schemas.arrow import METADATA_VERSION, list_column_to_numpy
-from kibble.schemas.dataset import DATA_DIR, MANIFEST, join, read_manifest
+from kibble.schemas.dataset import DATA_DIR, MANIFEST, file_entries, join, read_manifest
 from kibble.schemas.parquet import filesystem_and_path
 from kibble.schemas.validate import validate_schema
 from kibble.tokenize.episode import TokenizedSteps
 from kibble.trainer.config import MixtureConfig
+from kibble.trainer.integrity import check_footer, check_group, damaged
 from kibble.trainer.sequences import (
     Batch,
     TokenWindow,
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _INDEX_COLUMNS = ["task", "step", "n_observation_tokens", "n_action_tokens"]
 _WINDOW_COLUMNS = ["observation_tokens", "action_tokens", "images", "image_shapes"]
+# Read with each row group to check it (kibble.trainer.integrity): two small int columns.
+_CHECK_COLUMNS = ["n_observation_tokens", "n_action_tokens"]
 
 
 @dataclass
@@ -70,15 +73,22 @@ class TaskInfo:
 
 
 class ParquetFile:
-    """One data file, opened once: its schema checked, its row-group boundaries known."""
+    """One data file, opened once: its schema checked, its row-group boundaries known,
+    and (given its manifest ``entry``) its size and footer row count compared."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, entry: dict | None = None) -> None:
         self.url = url
         fs, path = filesystem_and_path(url)
         try:
-            self.file = pq.ParquetFile(fs.open_input_file(path))
+            source = fs.open_input_file(path)
+            if entry is not None and source.size() != entry["bytes"]:
+                # A truncated file: say so before its footer fails to parse.
+                check_footer(url, entry, source.size(), entry["rows"])
+            self.file = pq.ParquetFile(source)
         except (OSError, pa.ArrowException) as e:
             raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
+        if entry is not None:
+            check_footer(url, entry, source.size(), self.file.metadata.num_rows)
         schema = self.file.schema_arrow
         version = (schema.metadata or {}).get(METADATA_VERSION, b"").decode() or None
         if version != SCHEMA_VERSION:
@@ -102,9 +112,9 @@ class ParquetFile:
 
     def read_group(self, i: int) -> pa.Table:
         try:
-            return self.file.read_row_group(i, columns=_WINDOW_COLUMNS)
+            return self.file.read_row_group(i, columns=_WINDOW_COLUMNS + _CHECK_COLUMNS)
         except (OSError, pa.ArrowException) as e:
-            raise KibbleError(f"{self.url}: row group {i} cannot be read: {e}") from e
+            raise damaged(self.url, i, f"it cannot be read: {e}") from e
 
 
 class MixtureData:
@@ -143,22 +153,24 @@ class MixtureData:
 
     def _index_dataset(self, path: str, task_ids: dict[str, int]) -> dict[str, Any]:
         manifest = read_manifest(path)
+        entries = file_entries(manifest, join(path, MANIFEST))  # and a manifest is an object
         version = str(manifest.get("schema_version"))
         if version != SCHEMA_VERSION:
             raise KibbleError(
                 f"{join(path, MANIFEST)} has schema version {version}, but this kibble reads "
                 f"version {SCHEMA_VERSION}; re-curate the dataset with this kibble"
             )
-        data_files = [f for f in manifest.get("files", []) if f["path"].startswith(DATA_DIR + "/")]
+        data_files = [f for f in entries if str(f["path"]).startswith(DATA_DIR + "/")]
         if not any(f["rows"] for f in data_files):
             raise KibbleError(f"{path} has no kept episodes: nothing to train on")
         columns: dict[str, list] = {"file": [], "first_row": [], "length": [], "task": []}
         for entry in data_files:
+            url = join(path, entry["path"])
+            opened = ParquetFile(url, entry)  # every listed file: its size and rows checked
             if not entry["rows"]:
                 continue
-            url = join(path, entry["path"])
             file_index = len(self.files)
-            self.files.append(ParquetFile(url))
+            self.files.append(opened)
             table = self.files[-1].read(_INDEX_COLUMNS)
             steps = table["step"].to_numpy()
             starts = np.flatnonzero(steps == 0)
@@ -237,12 +249,17 @@ class MixtureData:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        table = self.files[file_index].read_group(group)
-        # Observation rows may differ in length between episodes (text observations):
-        # kept flat with offsets, made 2-D per episode window in `read_steps`.
-        obs = _ragged_rows(table["observation_tokens"])
-        act = list_column_to_numpy(table["action_tokens"], np.int32)
-        images = _images(table)
+        file = self.files[file_index]
+        table = file.read_group(group)
+        try:
+            # Observation rows may differ in length between episodes (text observations):
+            # kept flat with offsets, made 2-D per episode window in `read_steps`.
+            obs = _ragged_rows(table["observation_tokens"])
+            act = list_column_to_numpy(table["action_tokens"], np.int32)
+            images = _images(table)
+        except (ValueError, IndexError, pa.ArrowException) as e:
+            raise damaged(file.url, group, str(e)) from e
+        check_group(file.url, group, int(file.group_starts[group]), table, obs, act)
         value = (obs, act, images)
         self._cache[key] = value
         while len(self._cache) > self.config.cache_row_groups:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,53 @@ class TrainingSummary:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Every logged window of ``RUN_DIR/metrics.jsonl``, in order ([] before the first)."""
+    """Every logged window of ``RUN_DIR/metrics.jsonl``, in order ([] before the first).
+
+    A torn last line (the run was killed while writing it) is dropped with a logged note,
+    as is any other line that is not a record.
+    """
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(errors="replace").splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not a record with a step")
+        except ValueError:
+            why = (
+                "is torn (a run was killed while writing it)"
+                if number == len(lines)
+                else ("is not a metrics record")
+            )
+            log.warning("%s: line %d %s; dropped", path, number, why)
+            continue
+        rows.append(row)
+    return rows
+
+
+def keep_metrics_until(run_dir: str | Path, step: int) -> None:
+    """Drop the logged windows past ``step`` (a run resuming from a checkpoint at ``step``
+    redoes them; a fresh run passes 0) and any torn line. The file is replaced in one
+    rename, so a kill leaves the old version or the new."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return
+    text = path.read_text(errors="replace")
+    rows = read_metrics(run_dir)
+    kept = [r for r in rows if r["step"] <= step]
+    body = "".join(json.dumps(r) + "\n" for r in kept)
+    if body == text:
+        return
+    if len(kept) < len(rows):
+        log.info("%s: dropped %d windows past step %d", path, len(rows) - len(kept), step)
+    tmp = path.with_name(f".{METRICS}.tmp")
+    tmp.write_text(body)
+    os.replace(tmp, path)
 
 
 def final_losses(metrics: list[dict]) -> tuple[float | None, dict[str, float]]:

@@ -6,8 +6,15 @@ to TensorBoard (``RUN_DIR/tensorboard``) and to ``RUN_DIR/metrics.jsonl``.
 
 Rerunning on the same ``RUN_DIR`` resumes from its checkpoint: model, optimizer, step,
 and the loader's and torch's random states, so on a CPU the loss curve continues exactly
-as if the run had not stopped. Under ``torchrun`` each process trains on its own batches
-(seeded by rank) and DistributedDataParallel averages the gradients.
+as if the run had not stopped; ``metrics.jsonl`` is cut back to the checkpoint's step
+(to nothing without one), so no step is logged twice. One run at a time holds a
+``RUN_DIR`` (a lock beside its checkpoint). Under ``torchrun`` each process trains on its
+own batches (seeded by rank) and DistributedDataParallel averages the gradients.
+
+A run ends cleanly however it ends (:mod:`kibble.trainer.safety`): a non-finite loss is
+an error naming the step and keeping the last good checkpoint, SIGINT and SIGTERM raise
+:class:`~kibble.trainer.safety.TrainingInterrupted` saying what was kept, and a batch
+that cannot fit in memory is refused before anything is allocated.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kibble.atomic import hold
 from kibble.errors import KibbleError
 from kibble.trainer.checkpoint import (
     CHECKPOINT,
+    NonFiniteWeights,
     load_model,
     load_optimizer,
     read_state,
@@ -36,14 +45,24 @@ from kibble.trainer.checkpoint import (
 from kibble.trainer.config import MixtureConfig
 from kibble.trainer.data import MixtureData
 from kibble.trainer.model import Gato
+from kibble.trainer.safety import (
+    TrainingInterrupted,
+    check_memory,
+    diverged,
+    interrupted,
+    stop_on_signals,
+)
 from kibble.trainer.summary import (
     METRICS,
     TASKS,
     TrainingSummary,
     final_losses,
+    keep_metrics_until,
     read_metrics,
     write_record,
 )
+
+__all__ = ["TrainingInterrupted", "learning_rate", "pick_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +79,23 @@ def learning_rate(step: int, cfg: MixtureConfig) -> float:
     )
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, where: str = "the mixture") -> torch.device:
+    """The torch device a mixture's ``device`` names; one this machine lacks is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KibbleError(f"device {name} was asked for, but torch sees no CUDA GPU; use cpu")
-    return torch.device(name)
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            have = f"only {count} CUDA GPU(s)" if count else "no CUDA GPU"
+            raise KibbleError(
+                f"{where}: device: {name} was asked for (in the file or by --device), but "
+                f"torch sees {have} here; use device: cpu, or auto to take a GPU when there is one"
+            )
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise KibbleError(f"{where}: device: {name!r} is not a torch device ({e})") from e
 
 
 @dataclass
@@ -105,11 +135,33 @@ def train(
     records it in ``RUN_DIR/training.json``: see :mod:`kibble.trainer.summary`).
 
     ``on_start`` gets what is about to be trained (once the data and model are ready),
-    ``on_step`` a :class:`StepReport` every ``log_every`` steps.
+    ``on_step`` a :class:`StepReport` every ``log_every`` steps. A loss that is not finite
+    raises a KibbleError (the last good checkpoint kept); SIGINT or SIGTERM raise
+    :class:`TrainingInterrupted` (a KeyboardInterrupt) saying what was kept.
     """
     run_dir = Path(run_dir)
     dist = Distributed.from_env()
-    device = pick_device(config.device)
+    device = pick_device(config.device, config.source)
+    check_memory(config, device)  # before anything big is allocated
+    # Rank 0 writes the run folder: one run at a time, leftovers of killed ones removed.
+    lock = hold(run_dir / CHECKPOINT) if dist.rank == 0 else nullcontext()
+    try:
+        with lock, stop_on_signals():
+            return _train(config, run_dir, dist, device, on_step, on_start)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise interrupted(e, run_dir) from None
+
+
+def _train(
+    config: MixtureConfig,
+    run_dir: Path,
+    dist: Distributed,
+    device: torch.device,
+    on_step: Callable[[StepReport], None] | None,
+    on_start: Callable[[dict], None] | None,
+) -> TrainingSummary:
     if dist.world > 1:
         import torch.distributed as tdist
 
@@ -148,10 +200,11 @@ def train(
             torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         else:  # exact resumption is promised for one process; ranks reseed by step
             data.rng = np.random.default_rng([config.seed, dist.rank, step])
-        _truncate_metrics(run_dir / METRICS, step)
         log.info("resuming %s at step %d", run_dir, step)
     if dist.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # Windows logged after the checkpoint (all of them without one) will be redone.
+        keep_metrics_until(run_dir, step)
         (run_dir / RUN_CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         _write_tasks(run_dir, data)
 
@@ -197,13 +250,24 @@ def train(
                 loss, per_seq = net(batch, legal_actions=config.action_logits == "legal")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            try:
+                optimizer.step()
+            except RuntimeError as e:  # a learning rate too large for float32
+                if "overflow" not in str(e):
+                    raise
+                what = f"the update overflows float32 ({e})"
+                raise diverged(config, run_dir, step + 1, _tasks(data, batch), what) from None
             step += 1
+            value = loss.item()  # the one sync per step there always was
+            if not math.isfinite(value):
+                what = f"the loss is {value}"
+                raise diverged(config, run_dir, step, _tasks(data, batch), what)
             n_tokens = int(batch["lengths"].sum()) * dist.world
             tokens_seen += n_tokens
             window_tokens += n_tokens
-            window_loss.append(loss.item())
+            window_loss.append(value)
             window_fam.index_add_(0, family_of_task[batch["task_index"]], per_seq.detach())
             now = time.monotonic()
             last = step == config.steps or (deadline is not None and now >= deadline)
@@ -230,7 +294,10 @@ def train(
                 window_loss, window_tokens, window_start = [], 0, time.monotonic()
                 window_fam.zero_()
             if dist.rank == 0 and (step % config.checkpoint_every == 0 or last):
-                _save(run_dir, model, optimizer, config, data, step, tokens_seen, elapsed)
+                try:
+                    _save(run_dir, model, optimizer, config, data, step, tokens_seen, elapsed)
+                except NonFiniteWeights as e:  # the loss was finite, the update was not
+                    raise diverged(config, run_dir, step, _tasks(data, batch), str(e)) from None
             if deadline is not None and now >= deadline and step < config.steps:
                 stopped_early = True
                 log.info("max_minutes reached at step %d; checkpoint saved", step)
@@ -261,6 +328,11 @@ def train(
     return summary
 
 
+def _tasks(data: MixtureData, batch: dict[str, torch.Tensor]) -> list[str]:
+    """The tasks of a batch's sequences, once each."""
+    return sorted({data.tasks[i].task for i in batch["task_index"].tolist()})
+
+
 def _save(run_dir, model, optimizer, config, data, step, tokens, elapsed) -> None:
     progress = {
         "step": step,
@@ -269,15 +341,6 @@ def _save(run_dir, model, optimizer, config, data, step, tokens, elapsed) -> Non
         "loader_rng": data.rng_state(),
     }
     save_checkpoint(run_dir, model, optimizer, config, progress)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics logged after the checkpoint a run resumes from (they will be redone)."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in kept))
 
 
 def _write_tasks(run_dir: Path, data: MixtureData) -> None:

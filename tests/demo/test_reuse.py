@@ -210,7 +210,14 @@ def mixture(dataset: Path, **kw) -> MixtureConfig:
 def write_checkpoint(run: Path, config: MixtureConfig, step: int, seconds: float = 2.0) -> None:
     (run / CHECKPOINT).mkdir(parents=True, exist_ok=True)
     progress = {"step": step, "tokens": 100 * step, "seconds": seconds, "loader_rng": None}
-    state = {"format": FORMAT, "config": config.to_dict(), "progress": progress}
+    state = {
+        "format": FORMAT,
+        "config": config.to_dict(),
+        "progress": progress,
+        # A real checkpoint's state.json holds these too (read_state checks for them).
+        "optimizer": {"param_groups": [], "scalars": []},
+        "torch_rng": [],
+    }
     (run / CHECKPOINT / STATE).write_text(json.dumps(state))
 
 

@@ -16,6 +16,18 @@ def mixture(*paths, **kw) -> MixtureConfig:
     return MixtureConfig(datasets=[DatasetSpec(str(p)) for p in paths], **kw)
 
 
+def rewrite(path, table, **kw) -> None:
+    """Write ``table`` over a dataset's data file and record its new size in the manifest
+    (as curating it so would): the loader checks sizes and rows against the manifest."""
+    pq.write_table(table, path, **kw)
+    root = path.parents[2]
+    manifest = json.loads((root / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        if root / entry["path"] == path:
+            entry["bytes"], entry["rows"] = path.stat().st_size, table.num_rows
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_windows_are_timestep_aligned_and_train_only_on_actions(cartpole_dataset):
     data = MixtureData(mixture(cartpole_dataset, context=64, prompt_fraction=0.0))
     (task,) = data.tasks
@@ -131,7 +143,7 @@ def _with_small_row_groups(dataset, out, rows_per_group: int):
     """A copy of ``dataset`` whose data files hold ``rows_per_group`` rows per row group."""
     shutil.copytree(dataset, out)
     for path in (out / "data").rglob("*.parquet"):
-        pq.write_table(pq.read_table(path), path, row_group_size=rows_per_group)
+        rewrite(path, pq.read_table(path), row_group_size=rows_per_group)
     return out
 
 
@@ -175,7 +187,7 @@ def test_files_of_another_schema_version_are_named(cartpole_dataset, tmp_path):
     table = pq.read_table(path)
     meta = dict(table.schema.metadata)
     meta[b"kibble.schema_version"] = b"0"
-    pq.write_table(table.replace_schema_metadata(meta), path)
+    rewrite(path, table.replace_schema_metadata(meta))
     with pytest.raises(KibbleError, match=rf"{path.name}.*schema version '0'"):
         MixtureData(mixture(copy))
 
@@ -201,7 +213,7 @@ def test_tasks_whose_spaces_disagree_are_an_error(cartpole_dataset, tmp_path):
         table.schema.field("n_observation_tokens"),
         [n_obs.astype(np.int32)],
     )
-    pq.write_table(table, path)
+    rewrite(path, table)
     with pytest.raises(KibbleError, match="spaces disagree"):
         MixtureData(mixture(cartpole_dataset, copy))
 
