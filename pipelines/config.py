@@ -11,7 +11,9 @@
       - {task: metaworld/reach-v3, expert: scripted, episodes: 50}
 
 Task entries also take ``card`` (an expert card: its expert return replaces the
-windowed rule), ``sample`` (sample an RLlib expert's actions) and ``max_steps``.
+windowed rule), ``sample`` (sample an RLlib expert's actions), ``max_steps`` and
+``noise: {fraction, scale}`` (recovery data: a fraction of steps execute a perturbed
+action while the expert's own is recorded; ``kibble.experts.rollout.ActionNoise``).
 ``text_model: PATH`` (top level, or per task) is the SentencePiece model that tokenizes
 text observations (BabyAI missions); by default kibble's own BabyAI model. The manifest
 records which model (file name and sha256) tokenized each task with text.
@@ -29,6 +31,7 @@ from typing import Any
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
+from kibble.experts.rollout import ActionNoise
 from kibble.pipelines.checks import (
     check_episodes,
     check_job,
@@ -169,6 +172,7 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
             else _positive(path, f"{where}.max_steps", entry["max_steps"]),
             text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
             or text_model,
+            noise=_noise(path, f"{where}.noise", entry.get("noise")),
         )
         try:
             check_job(job)
@@ -190,6 +194,21 @@ def _positive(path: Path, where: str, value: Any, upper: int | None = None) -> i
         return positive_int(where, value, upper)
     except KibbleError as e:
         raise KibbleError(f"{path}: {e}") from e
+
+
+def _noise(path: Path, where: str, value: Any) -> ActionNoise | None:
+    """``{fraction: 0.3, scale: 0.1}``: recovery data (kibble.experts.rollout.ActionNoise)."""
+    if value is None:
+        return None
+    want(path, where, value, dict, "a mapping like {fraction: 0.3, scale: 0.1}")
+    refuse_unknown(f"{path}: {where}", value, ["fraction", "scale"])
+    fraction = want(path, f"{where}.fraction", value.get("fraction"), (int, float), "in [0, 1]")
+    scale = want(path, f"{where}.scale", value.get("scale", 0.1), (int, float), "> 0")
+    if not 0 <= fraction <= 1:
+        raise KibbleError(f"{path}: {where}.fraction: expected a number in [0, 1], got {fraction}")
+    if not scale > 0:
+        raise KibbleError(f"{path}: {where}.scale: expected a positive number, got {scale}")
+    return ActionNoise(float(fraction), float(scale))
 
 
 def _text_model(path: Path, where: str, value: Any) -> str | None:

@@ -34,7 +34,7 @@ from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import ExpertCard, read_card
 from kibble.experts.policy import Policy
-from kibble.experts.rollout import EpisodeJob, make_episode_id, run_episodes
+from kibble.experts.rollout import ActionNoise, EpisodeJob, make_episode_id, run_episodes
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
 from kibble.pipelines.episode_validation import BELOW_THRESHOLD, validate_episode
@@ -65,6 +65,8 @@ class TaskJob:
     """Cut episodes at this many steps (neither terminated nor truncated then)."""
     text_model: str | None = None
     """SentencePiece model file for text observations (None: kibble's BabyAI model)."""
+    noise: ActionNoise | None = None
+    """Recovery data: execute perturbed actions on some steps, record the expert's."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,14 @@ def rollout_shard(
     held: dict[int, object] = {}  # index -> table, or None for an invalid episode
     next_index = shard.start
     episodes = run_episodes(
-        task.make, policy, episode_jobs(), job.task, num_envs, job.max_steps, env_pool=env_pool
+        task.make,
+        policy,
+        episode_jobs(),
+        job.task,
+        num_envs,
+        job.max_steps,
+        env_pool=env_pool,
+        noise=job.noise,
     )
     with EpisodeFileWriter(staging, TOKENIZED_EPISODE_SCHEMA) as writer:
         for episode in episodes:
