@@ -29,6 +29,8 @@ def mixture_text(cfg: DemoConfig, paths: DemoPaths) -> str:
         "batch_size": cfg.batch_size,
         "steps": cfg.train_steps,
         "learning_rate": cfg.learning_rate,
+        "sampling": cfg.sampling,
+        "action_logits": cfg.action_logits,
         "seed": cfg.seed,
         "log_every": 5,
         "checkpoint_every": 100,
@@ -62,7 +64,12 @@ def train_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> Sta
     elif cfg.train_minutes is not None:
         spent = progress["seconds"] / 60
         config = replace(config, max_minutes=max(0.1, cfg.train_minutes - spent))
-    summary = _train(config, cfg.threads, paths, display)
+    threads = cfg.torch_threads
+    if threads is None:
+        from kibble.trainer.threads import fastest_threads
+
+        threads, _ = fastest_threads(config)  # a few seconds: 1 thread vs all cores
+    summary = _train(config, threads, paths, display)
     return StageResult("train", False, time.monotonic() - started, summary.line())
 
 
