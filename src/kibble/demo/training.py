@@ -64,18 +64,16 @@ def train_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> Sta
     elif cfg.train_minutes is not None:
         spent = progress["seconds"] / 60
         config = replace(config, max_minutes=max(0.1, cfg.train_minutes - spent))
-    threads = cfg.torch_threads
-    if threads is None:
-        from kibble.trainer.threads import fastest_threads
-
-        threads, _ = fastest_threads(config)  # a few seconds: 1 thread vs all cores
-    summary = _train(config, threads, paths, display)
+    summary = _train(config, cfg.torch_threads, paths, display)
     return StageResult("train", False, time.monotonic() - started, summary.line())
 
 
-def _train(config, threads: int, paths: DemoPaths, display: Display):
+def _train(config, threads: int | None, paths: DemoPaths, display: Display):
+    from kibble.trainer.threads import fastest_threads
     from kibble.trainer.train import train
 
+    if threads is None:
+        threads, _ = fastest_threads(config)  # a few seconds: 1 thread vs every core
     set_torch_threads(threads)
     limit = f", up to {config.max_minutes:.1f} min" if config.max_minutes else ""
     with display.bar(f"training ({config.model_name}{limit})", config.steps) as update:
