@@ -54,6 +54,8 @@ def test_every_stage_reports_a_line(first_run):
     for i, stage in enumerate(STAGES, 1):
         assert f"[{i}/6] {stage}: " in done.stderr
     assert "Traceback" not in done.stderr
+    # The short preset's scores are no result: its headline says so.
+    assert "(a smoke test: tiny sizes, the scores mean nothing)" in done.stderr
     assert "report:" in done.stdout
 
 

@@ -62,4 +62,6 @@ def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> 
         f"mean expert-normalized score {fmt(sum(scored) / len(scored)) if scored else 'n/a'}% "
         f"over the {len(scored)} with a non-random expert"
     )
+    if cfg.preset == "short":
+        summary += " (a smoke test: tiny sizes, the scores mean nothing)"
     return StageResult("eval", reused, time.monotonic() - started, summary, details)
