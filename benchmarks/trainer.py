@@ -15,7 +15,9 @@ Measured side by side on this machine, same mixture, same batch size and context
 - the CPU's float32 matrix-multiply peak (a large matmul on the same threads) and the
   trainer's achieved FLOP/s (counted from the model's shapes, the output head at action
   positions included), and their ratio (target >= 50%);
-- on a CUDA GPU, also the 79M model's tokens/s and model FLOPs utilization (bf16).
+- on a CUDA GPU, also the 79M model's tokens/s and model FLOPs utilization (bf16);
+- with ``--profile``: the share of a CPU step spent building the batch, in the forward
+  pass, the backward pass and the optimizer, and torch's top operators by self time.
 """
 
 from __future__ import annotations
@@ -136,6 +138,44 @@ def training_rate(config: MixtureConfig, seconds: float, device: torch.device) -
     }
 
 
+def profile(config: MixtureConfig, steps: int = 20) -> None:
+    """Where a CPU training step's time goes: the loop's phases, then torch's top ops."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    data = MixtureData(config)
+    model = Gato(config.model)
+    opt = torch.optim.AdamW(model.optimizer_groups(0.1), lr=1e-4, betas=(0.9, 0.95))
+    legal = config.action_logits == "legal"
+    phases = dict.fromkeys(("batch", "forward", "backward", "optimizer"), 0.0)
+
+    def step() -> None:
+        t0 = time.perf_counter()
+        batch = data.sample_batch(config.batch_size).to_torch(torch.device("cpu"))
+        t1 = time.perf_counter()
+        loss, _ = model(batch, legal_actions=legal)
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        for k, a, b in (("batch", t0, t1), ("forward", t1, t2), ("backward", t2, t3)):
+            phases[k] += b - a
+        phases["optimizer"] += t4 - t3
+
+    for _ in range(3):
+        step()
+    phases.update(dict.fromkeys(phases, 0.0))
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    total = sum(phases.values())
+    print(f"profile of {steps} steps ({total / steps * 1000:.0f} ms a step):")
+    print("  " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in phases.items()))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", action="append", type=Path, help="curated dataset(s)")
@@ -145,6 +185,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--action-logits", default="full", choices=["full", "legal"])
+    parser.add_argument("--profile", action="store_true", help="also: where a step's time goes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,6 +216,8 @@ def main() -> None:
             f"({100 * cpu['flops_per_s'] / peak:.0f}% of peak, target >= 50%; "
             f"action logits {args.action_logits})"
         )
+        if args.profile:
+            profile(config)
         if torch.cuda.is_available():
             gpu_cfg = MixtureConfig(
                 datasets=config.datasets,

@@ -274,15 +274,17 @@ def run(
     config: DatasetConfig,
     beam_args: list[str] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    keep_log: bool = False,
 ) -> dict:
     """Run the job; returns the manifest of the dataset written to ``config.output``.
 
     ``on_progress`` (called from a watcher thread) gets the number of shards rolled out
     so far, of :func:`planned_shards`. What Beam and its workers print goes to a log
-    file (``guard.log_location``: ``.NAME.log`` beside a local output, removed when the
-    job succeeds); a job that fails in a worker raises one KibbleError naming the root
-    cause and that file. SIGINT/SIGTERM raise ``guard.Interrupted`` once staging is
-    removed.
+    file (``guard.log_location``: ``.NAME.log`` beside a local output), started afresh
+    once the output's lock is held and removed when the job succeeds unless
+    ``keep_log`` (`kibble pipeline run` keeps it and names it); a job that fails in a
+    worker raises one KibbleError naming the root cause and that file. SIGINT/SIGTERM
+    raise ``guard.Interrupted`` once staging is removed.
     """
     out = config.output
     options = default_options(beam_args or [], out)
@@ -318,6 +320,6 @@ def run(
                 guard.stop_children()  # no worker may write to staging after it goes
             dataset.remove(root, quiet=True)
             raise
-    if not layout.is_url(out):
+    if not layout.is_url(out) and not keep_log:
         log_file.unlink(missing_ok=True)  # nothing to look at: the job succeeded
     return manifest

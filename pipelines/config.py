@@ -17,7 +17,10 @@ action while the expert's own is recorded; ``kibble.experts.rollout.ActionNoise`
 ``text_model: PATH`` (top level, or per task) is the SentencePiece model that tokenizes
 text observations (BabyAI missions); by default kibble's own BabyAI model. The manifest
 records which model (file name and sha256) tokenized each task with text.
-``notes`` (top level, anything) is kept in the manifest. Any other key is refused,
+``raw_values: false`` (top level, or per task) leaves out the raw observation and action
+values kibble stores beside the tokens by default (docs/format.md section 8): a smaller
+dataset whose tokens cannot be recomputed. ``notes`` (top level, anything) is kept in
+the manifest. Any other key is refused,
 naming the closest known one; every value is checked (types, ranges, expert sources
 and cards: ``kibble.pipelines.checks``) before any work starts.
 """
@@ -68,6 +71,8 @@ class DatasetConfig:
     """The config's ``notes``, kept for the manifest."""
     text_model: str | None = None
     """SentencePiece model file for text observations (None: kibble's BabyAI model)."""
+    raw_values: bool = True
+    """Store raw observations and actions beside the tokens (a task may override it)."""
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -84,6 +89,7 @@ TOP_KEYS = (
     "num_envs",
     "tasks",
     "text_model",
+    "raw_values",
     "notes",
 )
 FILTER_KEYS = ("fraction",)
@@ -145,6 +151,7 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
         raise KibbleError(f"{path}: tasks: expected a non-empty list of {{task, expert, episodes}}")
     known = [f.name for f in fields(TaskJob)]
     text_model = _text_model(path, "text_model", raw.get("text_model"))
+    raw_values = want(path, "raw_values", raw.get("raw_values", True), bool, "true or false")
     jobs, seen = [], set()
     for i, entry in enumerate(tasks_raw):
         where = f"tasks[{i}]"
@@ -173,6 +180,13 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
             text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
             or text_model,
             noise=_noise(path, f"{where}.noise", entry.get("noise")),
+            raw_values=want(
+                path,
+                f"{where}.raw_values",
+                entry.get("raw_values", raw_values),
+                bool,
+                "true or false",
+            ),
         )
         try:
             check_job(job)
@@ -185,7 +199,16 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
         raise KibbleError(f"{path}: tasks: {e}") from e
     extra = {"notes": raw["notes"]} if "notes" in raw else {}
     return DatasetConfig(
-        name, out, jobs, seed, float(fraction), per_shard, num_envs, extra, text_model
+        name,
+        out,
+        jobs,
+        seed,
+        float(fraction),
+        per_shard,
+        num_envs,
+        extra,
+        text_model,
+        raw_values,
     )
 
 

@@ -35,17 +35,14 @@ from kibble.atomic import recover, swap_in
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
 from kibble.schemas.dataset import (
-    CARD,
     LAYOUT,
     MANIFEST,
-    RETURNS_DIR,
     is_url,
     join,
     list_entries,
     list_files,
     resolve,
     sha256,
-    task_entries,
 )
 
 _DATASET_TOP = set(LAYOUT)
@@ -216,45 +213,3 @@ def write_manifest(
         join(root, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     )
     return manifest
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
-def write_dataset_card(root: str | os.PathLike, manifest: dict) -> None:
-    """A human README: what is in the dataset, per task, and how to read it."""
-    lines = [
-        f"# {manifest['name']}",
-        "",
-        f"Written by kibble {manifest['kibble_version']}, schema version "
-        f"{manifest['schema_version']}. Episodes were rolled out, validated, filtered "
-        "(Gato: return >= fraction x expert return) and tokenized; `rejected/` lists every "
-        "episode not kept, with its reason.",
-        "",
-        "| task | expert | kept | rejected | steps kept | tokens kept | expert return "
-        "| threshold (rule) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task, t in sorted(task_entries(manifest).items()):
-        lines.append(
-            f"| {task} | {t.expert} | {t.kept} | {t.rejected_text()} | {t.steps:,} | "
-            f"{t.tokens:,} | {_num(t.expert_return)} | {_num(t.threshold)} ({t.rule}) |"
-        )
-    pngs = [p for p in list_files(join(root, RETURNS_DIR)) if p.endswith(".png")]
-    lines += ["", "## Returns, kept vs rejected", ""]
-    lines += [f"![{p[: -len('.png')]}]({RETURNS_DIR}/{p})" for p in pngs] or [
-        "(no plots: install matplotlib, `pip install 'kibble[plots]'`)"
-    ]
-    lines += [
-        "",
-        "Read it with plain tools:",
-        "",
-        "```python",
-        "import pyarrow.dataset as ds",
-        "table = ds.dataset('data', format='parquet').to_table()",
-        "# DuckDB: SELECT * FROM read_parquet('data/*/*.parquet')",
-        "```",
-        "",
-    ]
-    write_bytes(join(root, CARD), "\n".join(lines).encode())

@@ -1,6 +1,7 @@
 """`kibble inspect`: what a dataset holds, checked against its schemas.
 
-Reads only footers and the small per-episode columns, never tokens or pixels.
+Reads footers and the small per-episode columns; tokens and pixels only of the one
+sample row it shows per task (summarised: long lists cut, images as their shapes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
 from kibble.schemas import dataset as layout
+from kibble.schemas.columns import type_name
 from kibble.schemas.dataset import (
     DATA_DIR,
     FILE_FIELDS,
@@ -24,6 +26,11 @@ from kibble.schemas.dataset import (
 )
 from kibble.schemas.parquet import read_schema_version
 from kibble.schemas.validate import validate_file
+
+SAMPLE_ITEMS = 8
+"""A list in a sample row shows this many items, then how many there are."""
+SAMPLE_CHARS = 60
+"""A string in a sample row shows this many characters."""
 
 
 @dataclass
@@ -50,6 +57,10 @@ class Inspection:
     tasks: dict[str, TaskSummary]
     problems: list[str]
     manifest: dict | None
+    columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """``data``/``rejected`` -> (name, type) of each column of its first valid file."""
+    samples: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    """task -> (file, its first row) of the task's first valid data file."""
 
 
 def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
@@ -72,6 +83,7 @@ def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
         manifest, problems = None, [str(e)]
     tasks: dict[str, TaskSummary] = {}
     versions: set[str] = set()
+    valid: list[str] = []
     for rel in files:
         path = layout.join(root, rel)
         try:
@@ -83,6 +95,7 @@ def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
         versions.add(read_schema_version(path) or "none")
         if mismatches:
             continue
+        valid.append(rel)
         try:
             if rel.startswith(DATA_DIR + "/"):
                 _add_data_file(fs, f"{base.rstrip('/')}/{rel}", tasks)
@@ -101,10 +114,74 @@ def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
         ):
             summary = tasks.setdefault(task, TaskSummary(task))
             summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
+    columns, samples = _columns_and_samples(fs, base, valid, problems)
     if manifest is not None:
         problems += verify_files(root, manifest, files, quick)
         problems += verify_counts(manifest, tasks)
-    return Inspection(root, versions, tasks, problems, manifest)
+    return Inspection(root, versions, tasks, problems, manifest, columns, samples)
+
+
+def _columns_and_samples(
+    fs: pafs.FileSystem, base: str, valid: list[str], problems: list[str]
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, tuple[str, dict]]]:
+    """The columns of data/ and rejected/ and the first row of each task's first data file.
+
+    ``valid``: files that match their schema, sorted; a row that cannot be read is a problem.
+    """
+    columns: dict[str, list[tuple[str, str]]] = {}
+    samples: dict[str, tuple[str, dict]] = {}
+    folders: set[str] = set()
+    for rel in valid:
+        top, _, rest = rel.partition("/")
+        with fs.open_input_file(f"{base.rstrip('/')}/{rel}") as f:
+            parquet = pq.ParquetFile(f)
+            schema = parquet.schema_arrow
+            columns.setdefault(top, [(c.name, type_name(c.type)) for c in schema])
+            folder = rest.split("/", 1)[0]  # data/<task_dir>/part-...: one task a folder
+            if top != DATA_DIR or folder in folders or parquet.metadata.num_rows == 0:
+                continue
+            folders.add(folder)
+            try:
+                batch = next(parquet.iter_batches(batch_size=1))
+            except (OSError, pa.ArrowException) as e:
+                problems.append(f"{rel}: its first row cannot be read ({e}): the file is damaged")
+                continue
+        row = {name: values[0] for name, values in batch.to_pydict().items()}
+        samples.setdefault(row["task"], (rel, row))
+    return columns, samples
+
+
+def _short(value: object) -> str:
+    if isinstance(value, bytes):
+        return f"<{len(value):,} bytes>"
+    if isinstance(value, str):
+        cut = value[:SAMPLE_CHARS] + ("..." if len(value) > SAMPLE_CHARS else "")
+        return repr(cut)
+    if isinstance(value, float):  # 1.0, not 1: the column holds floats
+        return f"{value:.1f}" if value.is_integer() else f"{value:.6g}"
+    if isinstance(value, list):
+        shown = ", ".join(_short(v) for v in value[:SAMPLE_ITEMS])
+        more = f", ... ({len(value)} items)" if len(value) > SAMPLE_ITEMS else ""
+        return f"[{shown}{more}]"
+    return repr(value)
+
+
+def sample_values(row: dict) -> list[tuple[str, str]]:
+    """(column, value as short text) of a data row: lists cut after :data:`SAMPLE_ITEMS`
+    items with their length, strings cut, each image as its shape and size, not its bytes."""
+    out = []
+    for name, value in row.items():
+        if name == "images" and isinstance(value, list):
+            shapes = row.get("image_shapes") or [None] * len(value)
+            parts = [
+                ("x".join(map(str, shape)) + " " if shape else "") + f"uint8 ({len(b):,} bytes)"
+                for b, shape in zip(value, shapes, strict=False)
+            ]
+            text = f"{len(value)} image(s): " + ", ".join(parts) if value else "[] (no images)"
+        else:
+            text = _short(value)
+        out.append((name, text))
+    return out
 
 
 def verify_files(root: str, manifest: dict, present: list[str], quick: bool = False) -> list[str]:

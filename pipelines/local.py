@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from kibble.atomic import fault_point
 from kibble.errors import KibbleError
-from kibble.pipelines import dataset, filtering, guard, plots, stages
+from kibble.pipelines import card, dataset, filtering, guard, plots, stages, viewer
 from kibble.pipelines.checks import check_episodes, check_job
 from kibble.pipelines.stages import TaskJob, episode_seed
 from kibble.schemas import dataset as layout
@@ -40,7 +40,8 @@ def finish_dataset(
     rejected: list[dict],
     known_files: dict[str, dict] | None = None,
 ) -> dict:
-    """Write rejected/, the manifest and the dataset card into ``root`` (a path or URL).
+    """Write rejected/, the manifest, one episode picture per task (views/) and the
+    dataset card into ``root`` (a path or URL).
 
     ``known_files``: manifest entries of data files made where they were written.
     """
@@ -49,7 +50,9 @@ def finish_dataset(
     ) as writer:
         writer.write(pa.Table.from_pylist(rejected, schema=REJECTED_EPISODE_SCHEMA))
     manifest = dataset.write_manifest(root, name, config, tasks, known_files)
-    dataset.write_dataset_card(root, manifest)
+    for task in tasks:  # views/: read back through the manifest, so after it
+        viewer.card_view(root, task)
+    card.write_dataset_card(root, manifest)
     return manifest
 
 

@@ -41,7 +41,8 @@ from kibble.pipelines.episode_validation import BELOW_THRESHOLD, validate_episod
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
 from kibble.schemas.dataset import TaskEntry, join, task_dir_name
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
-from kibble.schemas.records import Episode, TokenizedEpisode
+from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
+from kibble.schemas.spaces import as_native, describe_space, flatten
 from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
 from kibble.tokenize.spaces import text_tokenizer
 
@@ -67,6 +68,9 @@ class TaskJob:
     """SentencePiece model file for text observations (None: kibble's BabyAI model)."""
     noise: ActionNoise | None = None
     """Recovery data: execute perturbed actions on some steps, record the expert's."""
+    raw_values: bool = True
+    """Store each step's raw observation and action beside its tokens (docs/format.md
+    section 8); False leaves the raw value columns empty (a smaller dataset)."""
 
 
 @dataclass(frozen=True)
@@ -105,17 +109,43 @@ class Threshold:
     return, so they are kept whatever the threshold."""
 
 
-def tokenize_episode(episode: Episode, tokenizer: EpisodeTokenizer) -> TokenizedEpisode:
-    """Tokenize every timestep of ``episode`` with its task's tokenizer."""
+def tokenize_episode(
+    episode: Episode, tokenizer: EpisodeTokenizer, raw_values: bool = True
+) -> TokenizedEpisode:
+    """Tokenize every timestep of ``episode`` with its task's tokenizer; with
+    ``raw_values``, keep its raw observations and actions beside the tokens.
+
+    Each leaf is cast to its space's dtype first (a policy's float64 action for a float32
+    Box), so the tokens and the raw values come from the same numbers and re-tokenizing
+    the raw values gives the same tokens bit for bit.
+    """
+    obs_space, act_space = tokenizer.observation.space, tokenizer.action.space
+    observations = as_native(episode.observations, obs_space)
+    actions = as_native(episode.actions, act_space)
+    raw = None
+    if raw_values:
+        obs_flat, texts = flatten(observations, obs_space, "observation")
+        act_flat, _ = flatten(actions, act_space, "action")
+        raw = RawSteps(obs_flat, act_flat, texts)
     return TokenizedEpisode(
         task=episode.task,
         episode_id=episode.episode_id,
         episode_return=episode.episode_return,
-        steps=tokenizer.tokenize(episode.observations, episode.actions),
+        steps=tokenizer.tokenize(observations, actions),
         rewards=episode.rewards,
         terminated=episode.terminated,
         truncated=episode.truncated,
+        raw=raw,
     )
+
+
+def space_records(observation_space: spaces.Space, action_space: spaces.Space) -> dict:
+    """The manifest's description of a task's spaces (docs/format.md section 9): enough to
+    give the raw value columns back their leaves, dtypes and shapes."""
+    return {
+        "observation_space": describe_space(observation_space, "observation"),
+        "action_space": describe_space(action_space, "action"),
+    }
 
 
 def text_model_record(observation_space: spaces.Space, text_model: str | None) -> dict:
@@ -233,7 +263,9 @@ def rollout_shard(
             held[i] = (
                 None
                 if problem
-                else tokenized_episode_to_table(tokenize_episode(episode, tokenizer))
+                else tokenized_episode_to_table(
+                    tokenize_episode(episode, tokenizer, job.raw_values)
+                )
             )
             while next_index in held:
                 table = held.pop(next_index)
@@ -348,6 +380,7 @@ def task_entry(
         )
     if len(outcomes) != job.episodes or len(kept) + sum(reasons.values()) != job.episodes:
         raise RuntimeError(f"{job.task}: kept + rejected != planned")  # a kibble bug
+    obs_space, act_space = get_task(job.task).spaces()
     return TaskEntry(
         expert=job.expert,
         planned=job.episodes,
@@ -361,5 +394,9 @@ def task_entry(
         fraction=threshold.fraction,
         threshold=threshold.threshold,
         rule=threshold.rule,
-        extra=text_model_record(get_task(job.task).spaces()[0], job.text_model),
+        extra={
+            "raw_values": job.raw_values,
+            **space_records(obs_space, act_space),
+            **text_model_record(obs_space, job.text_model),
+        },
     )

@@ -4,6 +4,7 @@
 - ``arrow``: the explicit pyarrow schemas, their version, record -> table conversion.
 - ``parquet``: compressed, atomically written files with row groups sized for training.
 - ``validate``: which columns of a file do not match, with expected and found types.
+- ``spaces``: raw values beside tokens: JSON space descriptions, flatten / unflatten.
 """
 
 from kibble.schemas.arrow import (

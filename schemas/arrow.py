@@ -22,6 +22,13 @@ boundaries without reading tokens. Observation tokens include one ``IMAGE_PATCH`
 placeholder per 16x16 patch; the pixels are in ``images`` (uint8 bytes, one entry per
 image leaf, ``image_shapes`` gives each H, W, C, padded to multiples of 16).
 
+Raw values: kept rows also store the step's raw observation and action
+(``observation``, ``action``: list<float64>, the non-image, non-text leaves flattened in
+token order; ``texts``: list<string>, the text leaves), so tokens can be recomputed
+from them bit for bit; the manifest describes the spaces that give them back their
+dtypes and shapes (``kibble.schemas.spaces``). Written without raw values
+(``raw_values: false``) the three columns hold empty lists: one schema for every file.
+
 Row-group sizing: see ``kibble.schemas.parquet.rows_per_group``: row groups hold
 about 1 MiB of uncompressed data, so a window touches at most a couple of them
 (CartPole: tens of thousands of rows a group; RGB Atari: tens of frames), never
@@ -31,6 +38,8 @@ Schema version
 --------------
 ``SCHEMA_VERSION`` is written into every file's metadata (``kibble.schema_version``)
 with the schema's name (``kibble.schema``). Change it whenever a column changes.
+Version 2 added the raw value columns (``observation``, ``action``, ``texts``) to the
+tokenized schema; files of version 1 are refused (docs/format.md section 11).
 """
 
 from __future__ import annotations
@@ -43,10 +52,10 @@ import pyarrow as pa
 from gymnasium import spaces
 
 from kibble.errors import SchemaError
-from kibble.schemas.records import Episode, TokenizedEpisode
+from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
 from kibble.tokenize.spaces import ImageCodec, get_leaf, leaf_codecs
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 METADATA_SCHEMA = b"kibble.schema"
 METADATA_VERSION = b"kibble.schema_version"
 
@@ -94,8 +103,15 @@ TOKENIZED_EPISODE_SCHEMA = _schema(
         pa.field("n_action_tokens", pa.int32(), nullable=False),
         pa.field("token_offset", pa.int64(), nullable=False),
         *_STEP_FIELDS,
+        # Raw values (docs/format.md section 8): empty lists when written without them.
+        pa.field("observation", pa.list_(pa.float64()), nullable=False),
+        pa.field("action", pa.list_(pa.float64()), nullable=False),
+        pa.field("texts", pa.list_(pa.string()), nullable=False),
     ],
 )
+
+RAW_VALUE_COLUMNS = ("observation", "action", "texts")
+"""The tokenized schema's raw value columns (with ``images``, which the tokens need too)."""
 
 REJECTED_EPISODE = "rejected_episode"
 
@@ -180,6 +196,24 @@ def _step_columns(rewards: Any, terminated: Any, truncated: Any, images: list, t
     }
 
 
+def _raw_columns(raw: RawSteps | None, t: int) -> dict:
+    """The raw value columns: T rows of the values, or T empty lists without them."""
+    if raw is None:
+        empty = np.zeros((t, 0), np.float64)
+        return {
+            "observation": _list_column(empty, pa.float64()),
+            "action": _list_column(empty, pa.float64()),
+            "texts": _list_column(np.empty((t, 0), object), pa.string()),
+        }
+    if not len(raw.observation) == len(raw.action) == len(raw.texts) == t:
+        raise ValueError(f"raw values of {len(raw.observation)} steps for {t} steps of tokens")
+    return {
+        "observation": _list_column(raw.observation, pa.float64()),
+        "action": _list_column(raw.action, pa.float64()),
+        "texts": _list_column(raw.texts, pa.string()),
+    }
+
+
 def tokenized_episode_to_table(episode: TokenizedEpisode) -> pa.Table:
     """A tokenized episode -> T rows of ``TOKENIZED_EPISODE_SCHEMA``."""
     s = episode.steps
@@ -193,6 +227,7 @@ def tokenized_episode_to_table(episode: TokenizedEpisode) -> pa.Table:
         "n_action_tokens": pa.array(np.full(t, n_act, np.int32)),
         "token_offset": pa.array(np.arange(t, dtype=np.int64) * (n_obs + 1 + n_act)),
         **_step_columns(episode.rewards, episode.terminated, episode.truncated, s.images, t),
+        **_raw_columns(episode.raw, t),
     }
     return pa.Table.from_pydict(columns, schema=TOKENIZED_EPISODE_SCHEMA)
 

@@ -11,6 +11,8 @@ Layout (docs/format.md section 9)::
                                        values and threshold, files with rows and sha256
       README.md                        the dataset card
       returns/<task>.png               return histograms
+      views/<task>.gif|.png            one kept episode per task: its first frames (a task
+                                       with images) or a plot of its values
 
 ``DIR`` is a local path or a URL that pyarrow's filesystems reach (``gs://``, ``s3://``,
 ``abfs://``, ``file:///...``). All paths here are strings or ``os.PathLike``; URLs stay
@@ -30,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 import pyarrow.fs as pafs
 
 from kibble.errors import KibbleError
+from kibble.schemas.arrow import SCHEMA_VERSION
 from kibble.schemas.parquet import filesystem_and_path
 
 MANIFEST = "manifest.json"
@@ -37,7 +40,8 @@ CARD = "README.md"
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
 RETURNS_DIR = "returns"
-LAYOUT = (MANIFEST, CARD, DATA_DIR, REJECTED_DIR, RETURNS_DIR)
+VIEWS_DIR = "views"
+LAYOUT = (MANIFEST, CARD, DATA_DIR, REJECTED_DIR, RETURNS_DIR, VIEWS_DIR)
 """The top-level names of a dataset directory."""
 
 
@@ -103,22 +107,70 @@ def sha256(location: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def check_schema_version(found: object, where: str) -> None:
+    """A KibbleError unless ``found`` (a manifest's or a file's schema version) is the one
+    this kibble reads; it says whether an older or a newer kibble wrote it and what to do
+    (docs/format.md section 11)."""
+    if found is not None and str(found) == SCHEMA_VERSION:
+        return
+    version = str(found) if found is not None else None
+    if version is not None and version.isdigit() and int(version) < int(SCHEMA_VERSION):
+        raise KibbleError(
+            f"{where} has kibble schema version {version!r}: an older kibble wrote it, and "
+            f"this one reads version {SCHEMA_VERSION!r} (which stores raw observations and "
+            "actions beside the tokens). Rebuild the dataset with `kibble pipeline run "
+            "CONFIG` (or `kibble rollout`)"
+        )
+    if version is not None and version.isdigit():
+        raise KibbleError(
+            f"{where} has kibble schema version {version!r}: a newer kibble wrote it, and "
+            f"this one reads version {SCHEMA_VERSION!r}. Upgrade kibble, or rebuild the "
+            "dataset with this one (`kibble pipeline run CONFIG`)"
+        )
+    raise KibbleError(
+        f"{where} has kibble schema version {version!r}, which no kibble writes (this one "
+        f"reads version {SCHEMA_VERSION!r}); it is damaged or not a kibble dataset: rebuild "
+        "it with `kibble pipeline run CONFIG`"
+    )
+
+
+def no_dataset(location: str | os.PathLike) -> str:
+    """The message for a dataset path where nothing is: most often a dataset not made yet
+    (a newcomer's first ``kibble train configs/mixture.yaml``), or a relative path read
+    from another working directory, so the absolute path is shown too."""
+    where = os.fspath(location)
+    if not is_url(where) and not os.path.isabs(where):
+        where += f" ({os.path.abspath(where)})"
+    return (
+        f"no dataset at {where}: nothing is there; make it first with `kibble pipeline run "
+        "CONFIG.yaml` (or `kibble rollout`), or give the path of one"
+    )
+
+
 def read_manifest(location: str | os.PathLike) -> dict:
     """The manifest of the dataset at ``location`` (a local path or URL).
 
-    A dataset without ``manifest.json`` is not complete (a job publishing it was
-    killed) or not a kibble dataset; both are a KibbleError.
+    Nothing at ``location`` is a KibbleError saying so (:func:`no_dataset`). A dataset
+    without ``manifest.json`` is not complete (a job publishing it was killed) or not a
+    kibble dataset; both are a KibbleError, as is a manifest of another schema version
+    (:func:`check_schema_version`).
     """
     fs, path = resolve(join(location, MANIFEST))
     if fs.get_file_info(path).type != pafs.FileType.File:
+        _, where = resolve(location)
+        if fs.get_file_info(where).type == pafs.FileType.NotFound:
+            raise KibbleError(no_dataset(location))
         raise KibbleError(
             f"{os.fspath(location)} has no {MANIFEST}: it is not a kibble dataset, or the job "
             "writing it did not finish (run it again)"
         )
     try:
-        return json.loads(read_bytes(join(location, MANIFEST)))
+        manifest = json.loads(read_bytes(join(location, MANIFEST)))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KibbleError(f"{join(location, MANIFEST)} is not valid JSON: {e}") from e
+    if isinstance(manifest, dict) and "schema_version" in manifest:
+        check_schema_version(manifest["schema_version"], join(location, MANIFEST))
+    return manifest
 
 
 FILE_FIELDS = ("path", "rows", "bytes", "sha256")

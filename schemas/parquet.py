@@ -10,12 +10,14 @@ object under the final name.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import uuid
 from types import TracebackType
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -33,7 +35,51 @@ TARGET_ROW_GROUP_BYTES = 1 << 20
 WINDOW_TOKENS = 1024  # Gato's context length (docs/format.md section 12)
 MAX_ROW_GROUP_ROWS = 1 << 16
 # Columns whose values rarely repeat: dictionary encoding would only cost time.
-_NO_DICTIONARY = {"images", "observation", "action", "reward"}
+_NO_DICTIONARY = {"images", "observation", "action", "reward", "texts"}
+# Raw value columns (docs/format.md section 8) whose encoding each file picks from its
+# first rows: byte-stream-split for float state (float32 values in float64 leave four
+# zero byte streams that zstd removes; dmc, CartPole), dictionary for small integers
+# (BabyAI's grid), plain where whole values repeat at a distance (Meta-World's
+# observation repeats the previous frame's). Measured in benchmarks/raw_values_size.py.
+RAW_FLOAT_COLUMNS = ("observation", "action")
+ENCODINGS = ("plain", "byte_stream_split", "dictionary")
+_SAMPLE_ROWS = 2048
+# Texts (a mission on every step of an episode) repeat: always a dictionary.
+_TEXT_COLUMNS = ("texts",)
+
+
+def leaf_column(name: str) -> str:
+    """The Parquet path of a list column's values (``observation.list.element``): where
+    per-column encodings of list columns apply (the top-level name does not reach them)."""
+    return f"{name}.list.element"
+
+
+def _encoded_size(column: pa.ChunkedArray | pa.Array, encoding: str) -> int:
+    buffer = io.BytesIO()
+    pq.write_table(
+        pa.table({"c": column}),
+        buffer,
+        compression=COMPRESSION,
+        use_dictionary=encoding == "dictionary",
+        use_byte_stream_split=encoding == "byte_stream_split",
+    )
+    return buffer.tell()
+
+
+def choose_encodings(table: pa.Table) -> dict[str, str]:
+    """Per raw value column of ``table``: the smallest of :data:`ENCODINGS` on its first
+    rows (``plain`` for a column without values, e.g. written with ``raw_values: false``)."""
+    sample = table.slice(0, _SAMPLE_ROWS)
+    out = {}
+    for name in RAW_FLOAT_COLUMNS:
+        if name not in sample.column_names:
+            continue
+        column = sample[name]
+        if not pc.sum(pc.list_value_length(column)).as_py():
+            out[name] = "plain"
+            continue
+        out[name] = min(ENCODINGS, key=lambda e: _encoded_size(column, e))
+    return out
 
 
 def rows_per_group(bytes_per_row: float, tokens_per_row: int = 1) -> int:
@@ -99,16 +145,28 @@ class EpisodeFileWriter:
         self.num_rows = 0
 
     def __enter__(self) -> EpisodeFileWriter:
+        return self
+
+    def _open(self, first_rows: pa.Table) -> None:
+        """Start the file, its raw value columns' encodings chosen from its first rows."""
         dictionary = [f.name for f in self.schema if f.name not in _NO_DICTIONARY]
+        dictionary += [leaf_column(n) for n in _TEXT_COLUMNS if n in self.schema.names]
+        self.encodings = choose_encodings(first_rows)
+        split = []
+        for name, encoding in self.encodings.items():
+            if encoding == "dictionary":
+                dictionary.append(leaf_column(name))
+            elif encoding == "byte_stream_split":
+                split.append(leaf_column(name))
         self._writer = pq.ParquetWriter(
             self._tmp,
             self.schema,
             filesystem=self.fs,
             compression=COMPRESSION,
             use_dictionary=dictionary,
+            use_byte_stream_split=split or False,
             write_statistics=True,
         )
-        return self
 
     def write(self, table: pa.Table) -> None:
         """Append one episode's rows (a table of this writer's schema)."""
@@ -126,6 +184,8 @@ class EpisodeFileWriter:
         if not self._pending:
             return
         table = pa.concat_tables(self._pending)
+        if self._writer is None:
+            self._open(table)
         n = self._group_rows or MAX_ROW_GROUP_ROWS
         full = table.num_rows if final else (table.num_rows // n) * n
         if full:
@@ -144,8 +204,11 @@ class EpisodeFileWriter:
             try:
                 if exc_type is None:
                     self._flush(final=True)
+                    if self._writer is None:  # no rows: an empty file of the schema
+                        self._open(self.schema.empty_table())
             finally:
-                self._writer.close()
+                if self._writer is not None:
+                    self._writer.close()
             if exc_type is None:
                 self.fs.move(self._tmp, self.path)
                 log.debug("wrote %s (%d rows)", self.path, self.num_rows)
@@ -180,9 +243,12 @@ def read_schema_version(path: str | os.PathLike) -> str | None:
 
 __all__ = [
     "COMPRESSION",
+    "ENCODINGS",
     "SCHEMA_VERSION",
     "EpisodeFileWriter",
+    "choose_encodings",
     "filesystem_and_path",
+    "leaf_column",
     "read_schema_version",
     "rows_per_group",
     "write_episode_tables",

@@ -53,8 +53,27 @@ class Episode:
 
 
 @dataclass
+class RawSteps:
+    """The raw values of T timesteps, as the tokenized schema stores them beside the tokens
+    (docs/format.md section 8; ``kibble.schemas.spaces.flatten`` makes them).
+
+    observation: (T, n) float64, the non-image, non-text observation leaves flattened
+    row-major in token order. action: (T, m) float64, likewise. texts: (T, k) str, the
+    text leaves. Images are the tokens' ``TokenizedSteps.images``.
+    """
+
+    observation: NDArray[np.float64]
+    action: NDArray[np.float64]
+    texts: NDArray[np.object_]
+
+
+@dataclass
 class TokenizedEpisode:
-    """One episode in Gato's tokens, ready to write as rows of the tokenized schema."""
+    """One episode in Gato's tokens, ready to write as rows of the tokenized schema.
+
+    raw: the raw values written beside the tokens; None writes empty lists (a dataset
+    curated with ``raw_values: false``).
+    """
 
     task: str
     episode_id: str
@@ -63,6 +82,7 @@ class TokenizedEpisode:
     rewards: NDArray[np.float64]
     terminated: NDArray[np.bool_]
     truncated: NDArray[np.bool_]
+    raw: RawSteps | None = None
 
     @property
     def length(self) -> int:

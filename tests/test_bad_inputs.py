@@ -110,9 +110,14 @@ def truncate(name: str, size: int, where: str = "ds") -> Callable[[Path], None]:
 
 
 def flip_a_byte(tmp: Path) -> None:
+    """Flip a byte in the middle of the observation tokens' pages (what training reads)."""
+    import pyarrow.parquet as pq
+
     path = tmp / "ds" / DATA
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(5)
+    assert chunk.path_in_schema == "observation_tokens.list.element"
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    data[chunk.data_page_offset + chunk.total_compressed_size // 2] ^= 0x01
     path.write_bytes(bytes(data))
 
 
@@ -217,7 +222,7 @@ ROWS = {
                            {"m.yaml": "model: tiny\nsteps: 2\n"}),
     "mix-negative-weight": Bad("train @TMP/m.yaml --out @TMP/run", "weight",
                                mix(base=MIX.replace("weight: 1.0", "weight: -1") + "steps: 2\n")),
-    "mix-missing-dataset": Bad("train @TMP/m.yaml --out @TMP/run", "has no manifest.json",
+    "mix-missing-dataset": Bad("train @TMP/m.yaml --out @TMP/run", "no dataset at",
                                mix(base=MIX.replace("@DS", "@TMP/nothing") + "steps: 2\n")),
     "mix-not-yaml": Bad("train @TMP/m.yaml --out @TMP/run", "not valid YAML",
                         {"m.yaml": "datasets: [\n"}),
@@ -252,7 +257,7 @@ ROWS = {
                                "train @TMP/m.yaml --out @TMP/run"),
     "train-manifest-a-list": on_ds("no list of", manifest_is_a_list,
                                    "train @TMP/m.yaml --out @TMP/run"),
-    "train-flipped-byte": on_ds("not a readable Parquet file", flip_a_byte,
+    "train-flipped-byte": on_ds("row group 0 is damaged", flip_a_byte,
                                 "train @TMP/m.yaml --out @TMP/run"),
     # --- checkpoints: `kibble eval`, resuming `kibble train` ------------------------------
     "eval-no-checkpoint": Bad("eval @TMP/empty --task gym/CartPole-v1 --episodes 1",

@@ -3,6 +3,9 @@
 Memory stays bounded whatever the dataset size: opening a mixture reads only four small
 columns (task, step, token counts) to index episodes as (file, first row, length), and
 windows are cut from Parquet row groups read on demand and kept in a small LRU cache.
+Datasets and their files are opened through the dataset reader,
+:class:`kibble.schemas.reader.CuratedDataset` (the one reader ``kibble.open_dataset`` uses
+too), which checks the manifest, schema versions and each file against its entry.
 
 Sampling (docs/format.md §12): a dataset by its weight, then a timestep uniformly within it (an
 episode with probability proportional to its length, then a start inside it). A quarter
@@ -21,17 +24,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
-from kibble.schemas import SCHEMA_VERSION, TOKENIZED_EPISODE_SCHEMA
-from kibble.schemas.arrow import METADATA_VERSION, list_column_to_numpy
-from kibble.schemas.dataset import DATA_DIR, MANIFEST, file_entries, join, read_manifest
-from kibble.schemas.parquet import filesystem_and_path
-from kibble.schemas.validate import validate_schema
+from kibble.schemas.arrow import list_column_to_numpy
+from kibble.schemas.dataset import TaskEntry
+from kibble.schemas.reader import CuratedDataset, DataFile, ragged_rows, ragged_slice, table_images
 from kibble.tokenize.episode import TokenizedSteps
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.integrity import check_footer, check_group, damaged
+from kibble.trainer.integrity import check_group, damaged
 from kibble.trainer.sequences import (
     Batch,
     TokenWindow,
@@ -72,58 +72,13 @@ class TaskInfo:
         return self.n_observation_tokens + 1 + self.n_action_tokens
 
 
-class ParquetFile:
-    """One data file, opened once: its schema checked, its row-group boundaries known,
-    and (given its manifest ``entry``) its size and footer row count compared."""
-
-    def __init__(self, url: str, entry: dict | None = None) -> None:
-        self.url = url
-        fs, path = filesystem_and_path(url)
-        try:
-            source = fs.open_input_file(path)
-            if entry is not None and source.size() != entry["bytes"]:
-                # A truncated file: say so before its footer fails to parse.
-                check_footer(url, entry, source.size(), entry["rows"])
-            self.file = pq.ParquetFile(source)
-        except (OSError, pa.ArrowException) as e:
-            raise KibbleError(f"{url} is not a readable Parquet file: {e}") from e
-        if entry is not None:
-            check_footer(url, entry, source.size(), self.file.metadata.num_rows)
-        schema = self.file.schema_arrow
-        version = (schema.metadata or {}).get(METADATA_VERSION, b"").decode() or None
-        if version != SCHEMA_VERSION:
-            raise KibbleError(
-                f"{url} has kibble schema version {version!r}, but this kibble reads version "
-                f"{SCHEMA_VERSION}; re-curate the dataset with this kibble"
-            )
-        mismatches = validate_schema(schema, TOKENIZED_EPISODE_SCHEMA)
-        if mismatches:
-            listing = "; ".join(str(m) for m in mismatches)
-            raise KibbleError(f"{url} is not a tokenized kibble episode file: {listing}")
-        meta = self.file.metadata
-        rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        self.group_starts = np.cumsum([0, *rows])  # (groups + 1,) first row of each group
-
-    def read(self, columns: list[str]) -> pa.Table:
-        try:
-            return self.file.read(columns=columns)
-        except (OSError, pa.ArrowException) as e:
-            raise KibbleError(f"{self.url} is not a readable Parquet file: {e}") from e
-
-    def read_group(self, i: int) -> pa.Table:
-        try:
-            return self.file.read_row_group(i, columns=_WINDOW_COLUMNS + _CHECK_COLUMNS)
-        except (OSError, pa.ArrowException) as e:
-            raise damaged(self.url, i, f"it cannot be read: {e}") from e
-
-
 class MixtureData:
     """Indexes a mixture's datasets and samples batches of sequences from them."""
 
     def __init__(self, config: MixtureConfig, max_observation_tokens: int = 1 << 30) -> None:
         self.config = config
         self.tasks: list[TaskInfo] = []
-        self.files: list[ParquetFile] = []
+        self.files: list[DataFile] = []
         task_ids: dict[str, int] = {}
         # Per dataset: per-episode arrays (file index, first row, length, task index),
         # and the derived cumulative lengths and episodes per task.
@@ -152,36 +107,31 @@ class MixtureData:
     # -- indexing ---------------------------------------------------------------------------
 
     def _index_dataset(self, path: str, task_ids: dict[str, int]) -> dict[str, Any]:
-        manifest = read_manifest(path)
-        entries = file_entries(manifest, join(path, MANIFEST))  # and a manifest is an object
-        version = str(manifest.get("schema_version"))
-        if version != SCHEMA_VERSION:
-            raise KibbleError(
-                f"{join(path, MANIFEST)} has schema version {version}, but this kibble reads "
-                f"version {SCHEMA_VERSION}; re-curate the dataset with this kibble"
-            )
-        data_files = [f for f in entries if str(f["path"]).startswith(DATA_DIR + "/")]
+        dataset = CuratedDataset(path)  # the manifest, its files and version checked
+        data_files = dataset.data_files()
         if not any(f["rows"] for f in data_files):
             raise KibbleError(f"{path} has no kept episodes: nothing to train on")
         columns: dict[str, list] = {"file": [], "first_row": [], "length": [], "task": []}
         for entry in data_files:
-            url = join(path, entry["path"])
-            opened = ParquetFile(url, entry)  # every listed file: its size and rows checked
+            opened = dataset.open_file(entry)  # every listed file: its size and rows checked
             if not entry["rows"]:
                 continue
             file_index = len(self.files)
             self.files.append(opened)
-            table = self.files[-1].read(_INDEX_COLUMNS)
+            table = opened.read(_INDEX_COLUMNS)
             steps = table["step"].to_numpy()
             starts = np.flatnonzero(steps == 0)
             if len(starts) == 0 or starts[0] != 0:
-                raise KibbleError(f"{url}: rows do not start at an episode's first step")
+                raise KibbleError(f"{opened.url}: rows do not start at an episode's first step")
             lengths = np.diff(np.append(starts, len(steps)))
             n_obs = table["n_observation_tokens"].to_numpy()
             n_act = table["n_action_tokens"].to_numpy()
             names = table["task"].to_pylist()
             for s in starts:
-                task = self._task(names[s], int(n_obs[s]), int(n_act[s]), manifest, path, task_ids)
+                entry_of_task = dataset.tasks.get(names[s])
+                task = self._task(
+                    names[s], int(n_obs[s]), int(n_act[s]), entry_of_task, path, task_ids
+                )
                 columns["task"].append(task)
             columns["file"].append(np.full(len(starts), file_index))
             columns["first_row"].append(starts)
@@ -202,12 +152,18 @@ class MixtureData:
         }
 
     def _task(
-        self, name: str, n_obs: int, n_act: int, manifest: dict, path: str, ids: dict[str, int]
+        self,
+        name: str,
+        n_obs: int,
+        n_act: int,
+        entry: TaskEntry | None,
+        path: str,
+        ids: dict[str, int],
     ) -> int:
-        entry = manifest.get("tasks", {}).get(name, {})
+        text_model = entry.extra.get("text_model") if entry is not None else None
         if name in ids:
             known = self.tasks[ids[name]]
-            if "text_model" in entry and known.n_action_tokens == n_act:
+            if text_model is not None and known.n_action_tokens == n_act:
                 # Text observations (a mission) give each episode its own count; windows
                 # are sized by the longest.
                 known.n_observation_tokens = max(known.n_observation_tokens, n_obs)
@@ -226,10 +182,10 @@ class MixtureData:
                 name,
                 n_obs,
                 n_act,
-                entry.get("expert_return"),
-                entry.get("random_return"),
+                entry.expert_return if entry is not None else None,
+                entry.random_return if entry is not None else None,
                 path,
-                entry.get("text_model"),
+                text_model,
             )
         )
         return ids[name]
@@ -250,13 +206,13 @@ class MixtureData:
             self._cache.move_to_end(key)
             return self._cache[key]
         file = self.files[file_index]
-        table = file.read_group(group)
+        table = file.read_group(group, _WINDOW_COLUMNS + _CHECK_COLUMNS)
         try:
             # Observation rows may differ in length between episodes (text observations):
             # kept flat with offsets, made 2-D per episode window in `read_steps`.
-            obs = _ragged_rows(table["observation_tokens"])
+            obs = ragged_rows(table["observation_tokens"])
             act = list_column_to_numpy(table["action_tokens"], np.int32)
-            images = _images(table)
+            images = table_images(table)
         except (ValueError, IndexError, pa.ArrowException) as e:
             raise damaged(file.url, group, str(e)) from e
         check_group(file.url, group, int(file.group_starts[group]), table, obs, act)
@@ -276,7 +232,9 @@ class MixtureData:
             obs, act, images = self._group(file_index, g)
             lo, hi = row - starts[g], min(stop, starts[g + 1]) - starts[g]
             parts.append(
-                TokenizedSteps(_rows(obs, lo, hi), act[lo:hi], [img[lo:hi] for img in images])
+                TokenizedSteps(
+                    ragged_slice(obs, lo, hi), act[lo:hi], [img[lo:hi] for img in images]
+                )
             )
             row = starts[g] + hi
             g += 1
@@ -357,43 +315,3 @@ class MixtureData:
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
-
-
-def _ragged_rows(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """A list<int32> column -> (flat int32 values, (rows + 1,) offsets)."""
-    arr = column.combine_chunks()
-    lengths = arr.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return values, np.concatenate([[0], np.cumsum(lengths)])
-
-
-def _rows(ragged: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> np.ndarray:
-    """Rows ``[lo, hi)`` of a ragged column as a (hi - lo, n) array: one episode's rows."""
-    values, offsets = ragged
-    lengths = np.diff(offsets[lo : hi + 1])
-    n = int(lengths[0]) if len(lengths) else 0
-    if not np.all(lengths == n):
-        raise KibbleError(
-            "an episode's timesteps have different numbers of observation tokens; the "
-            "data file is damaged or was not written by kibble (curate it again)"
-        )
-    return values[offsets[lo] : offsets[hi]].reshape(hi - lo, n)
-
-
-def _images(table: pa.Table) -> list[np.ndarray]:
-    """The ``images`` column -> one (rows, H, W, C) uint8 array per image leaf."""
-    shapes = table["image_shapes"].combine_chunks()
-    if len(shapes) == 0 or len(shapes[0]) == 0:
-        return []
-    leaf_shapes = [tuple(s) for s in shapes[0].as_py()]
-    flat = table["images"].combine_chunks().flatten()  # (rows * K,) binary, row-major
-    offsets = np.frombuffer(flat.buffers()[1], np.int32)[flat.offset : flat.offset + len(flat) + 1]
-    data = np.frombuffer(flat.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
-    # Every row holds its K images back to back, each of a fixed size.
-    sizes = [int(np.prod(s)) for s in leaf_shapes]
-    per_row = data.reshape(len(table), sum(sizes))  # (rows, sum of image sizes)
-    bounds = np.cumsum([0, *sizes])
-    return [
-        per_row[:, lo:hi].reshape(-1, *shape)
-        for lo, hi, shape in zip(bounds[:-1], bounds[1:], leaf_shapes, strict=True)
-    ]

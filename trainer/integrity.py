@@ -1,6 +1,7 @@
 """Cheap checks that a data file is what its manifest and the token vocabulary say.
 
-The loader calls :func:`check_footer` when it opens a file (its size and the row count in
+The dataset reader (:mod:`kibble.schemas.reader`) calls :func:`check_footer` when the
+loader opens a file (its size and the row count in
 its Parquet footer against the manifest: no hashing, so opening stays fast) and
 :func:`check_group` once per row group it decodes (token ids inside the vocabulary, token
 counts matching the ``n_*_tokens`` columns, one image placeholder per patch). A file
@@ -14,29 +15,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from kibble.errors import KibbleError
-from kibble.schemas.dataset import footer_mismatches
+from kibble.schemas.reader import check_footer, damaged
 from kibble.tokenize.images import num_patches
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 
-_WHAT_TO_DO = (
-    "the file was damaged or changed after it was curated; `kibble inspect` on its "
-    "dataset checks every file against the manifest. Curate the dataset again, or "
-    "restore the file"
-)
-
-
-def check_footer(url: str, entry: dict, size: int, rows: int) -> None:
-    """The file's size and footer row count equal its manifest entry, else a KibbleError."""
-    problems = footer_mismatches(entry, size, rows)
-    if problems:
-        listing = "; ".join(problems)
-        raise KibbleError(f"{url} does not match its manifest ({listing}): {_WHAT_TO_DO}")
-
-
-def damaged(url: str, group: int, detail: str) -> KibbleError:
-    """The error for a row group that decodes to something kibble never writes."""
-    return KibbleError(f"{url}: row group {group} is damaged ({detail}): {_WHAT_TO_DO}")
+# The footer check and the damaged-group error are the dataset reader's
+# (kibble.schemas.reader), so the trainer and every other reader word them alike.
+__all__ = ["check_footer", "check_group", "damaged"]
 
 
 def check_group(

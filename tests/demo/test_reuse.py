@@ -26,6 +26,7 @@ from kibble.display import Display
 from kibble.experts.card import ExpertCard, ReturnStats, current_card, write_card
 from kibble.pipelines.config import DatasetConfig, reusable_dataset
 from kibble.pipelines.stages import TaskJob
+from kibble.schemas import SCHEMA_VERSION
 from kibble.trainer.checkpoint import CHECKPOINT, FORMAT, STATE
 from kibble.trainer.config import DatasetSpec, MixtureConfig, ModelConfig
 from kibble.trainer.evaluate import EvalRequest, current_scores
@@ -151,7 +152,7 @@ def write_dataset(config: DatasetConfig, **entry_kw) -> None:
     out.mkdir(parents=True)
     manifest = {
         "name": config.name,
-        "schema_version": "1",
+        "schema_version": SCHEMA_VERSION,
         "config": json.loads(json.dumps(config.as_dict())),
         "tasks": {job.task: entry(**entry_kw) for job in config.tasks},
         "files": [{"path": "data/x.parquet", "rows": 20, "bytes": 1, "sha256": "ab"}],

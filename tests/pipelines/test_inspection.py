@@ -27,8 +27,11 @@ def ds(clean, tmp_path):
 
 
 def _flip_a_byte_in_the_middle(path):
+    """Flip a byte in the middle of the data pages (the footer, whose length the file's
+    last 8 bytes give, parses as before)."""
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[(4 + len(data) - 8 - footer) // 2] ^= 0x01
     path.write_bytes(bytes(data))
 
 

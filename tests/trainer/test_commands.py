@@ -41,7 +41,7 @@ def test_train_then_eval(cartpole_dataset, write_mixture, tmp_path):
 
 def test_mixture_mistakes_are_one_paragraph_errors(cartpole_dataset, write_mixture, tmp_path):
     nothing = write_mixture(tmp_path / "a.yaml", [tmp_path / "missing"])
-    one_paragraph_error(kibble("train", nothing, "--out", tmp_path / "r"), "has no manifest.json")
+    one_paragraph_error(kibble("train", nothing, "--out", tmp_path / "r"), "no dataset at")
     bad_model = write_mixture(tmp_path / "b.yaml", [cartpole_dataset], model="huge")
     one_paragraph_error(kibble("train", bad_model, "--out", tmp_path / "r"), "b.yaml: model:")
     bad_key = write_mixture(tmp_path / "c.yaml", [cartpole_dataset], stepz=3)

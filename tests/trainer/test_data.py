@@ -154,7 +154,7 @@ def test_the_row_group_cache_is_a_bounded_lru(cartpole_dataset, tmp_path):
     assert len(starts) - 1 >= 4  # several row groups to evict between
     reads = []
     read_group = data.files[0].read_group
-    data.files[0].read_group = lambda g: reads.append(g) or read_group(g)
+    data.files[0].read_group = lambda g, columns: reads.append(g) or read_group(g, columns)
     for g in [0, 1, 0, 2, 0, 1]:  # capacity 2: group 2 evicts 1 (least recently used), not 0
         data.read_steps(0, int(starts[g]), int(starts[g]) + 1)
         assert len(data._cache) <= 2
@@ -175,9 +175,14 @@ def test_same_seed_same_batches(cartpole_dataset):
     assert (a.tokens == b.tokens).all() and (a.loss_mask == b.loss_mask).all()
 
 
-def test_a_path_that_is_not_a_dataset_is_a_clear_error(tmp_path):
+def test_a_path_that_is_not_a_dataset_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # Nothing there: most often a dataset not made yet; a relative path shows where it is.
+    with pytest.raises(KibbleError, match=r"^no dataset at nothing \(/.*/nothing\).*pipeline run"):
+        MixtureData(mixture("nothing"))
+    (tmp_path / "empty").mkdir()  # something there, but no manifest: not (yet) a dataset
     with pytest.raises(KibbleError, match=r"has no manifest\.json"):
-        MixtureData(mixture(tmp_path / "nothing"))
+        MixtureData(mixture(tmp_path / "empty"))
 
 
 def test_files_of_another_schema_version_are_named(cartpole_dataset, tmp_path):

@@ -5,7 +5,8 @@ mistake, a usage one included, ends in ``kibble: error: <one paragraph>`` on std
 exit status 1, never a traceback (``kibble.cli.base``); anything else is a bug and keeps
 its traceback.
 
-A module per job: ``base`` (the app, its error style, shared helpers), ``experts``
+A module per job: ``base`` (the app, its error style, shared helpers), ``help`` (the
+plain-sentence ``--help`` of every command), ``experts``
 (``tasks``, ``expert train``, ``expert eval``), ``data`` (``rollout``, ``pipeline run``,
 ``inspect``) and ``training`` (``train``, ``eval``, ``demo``). Importing them registers
 their commands, in the order ``--help`` lists them.

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from kibble import __version__
+from kibble.cli.help import KibbleCommand, PlainHelpGroup
 from kibble.errors import KibbleError
 
 # Click's exceptions: typer >= 0.2x vendors its own Click (typer._click), older ones use
@@ -82,10 +82,11 @@ def _os_message(e: OSError) -> str:
     return f"{what.lower() if what[1:2].islower() else what}{where}; {_USER_OS_ERRORS[e.errno]}"
 
 
-class KibbleGroup(TyperGroup):
-    """The root command: parses and runs as Typer does, and reports every mistake in
-    kibble's one error style (see the module docstring). ``CliRunner().invoke(app, ...)``
-    goes through here too, so tests see what users see."""
+class KibbleGroup(PlainHelpGroup):
+    """The root command and the command groups: parse and run as Typer does, show plain
+    help (``kibble.cli.help``), and report every mistake in kibble's one error style (see
+    the module docstring). ``CliRunner().invoke(app, ...)`` goes through here too, so
+    tests see what users see."""
 
     def main(
         self,
@@ -119,23 +120,44 @@ class KibbleGroup(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-app = typer.Typer(
-    cls=KibbleGroup,
+class KibbleTyper(typer.Typer):
+    """A Typer whose groups are :class:`KibbleGroup` and whose commands are
+    :class:`~kibble.cli.help.KibbleCommand`: every command's ``--help`` is plain sentences,
+    including a command added later with ``@app.command()``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", KibbleGroup)
+        super().__init__(**kwargs)
+
+    def command(self, name: str | None = None, *, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(name, cls=cls or KibbleCommand, **kwargs)
+
+
+app = KibbleTyper(
     name="kibble",
     help=(
         "kibble turns reinforcement-learning experts into Gato training data: experts -> "
         "Beam rollouts -> validate + filter -> Gato tokens -> curated Parquet -> trainer."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help (kibble.cli.help), for every command below this one
     pretty_exceptions_enable=False,
     add_completion=False,
     # Inherited by every subcommand's context: `kibble train -h` works too.
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-expert_app = typer.Typer(help="Train per-task experts and measure them (expert cards).")
-pipeline_app = typer.Typer(help="Run the Beam curation job that writes a dataset.")
+expert_app = KibbleTyper(help="Train per-task experts and measure them (expert cards).")
+pipeline_app = KibbleTyper(help="Run the Beam curation job that writes a dataset.")
 app.add_typer(expert_app, name="expert", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline", no_args_is_help=True)
+
+
+# Help texts several commands share.
+TASK_HELP = "A task id, e.g. gym/CartPole-v1 (kibble tasks lists them)."
+EXPERT_HELP = (
+    "Where the expert comes from: an RLlib checkpoint directory, sb3:PATH.zip, scripted "
+    "(Meta-World), bot (BabyAI) or random."
+)
 
 
 def _show_version(value: bool) -> None:

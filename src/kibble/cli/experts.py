@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from kibble.cli.base import _parse_overrides, _quiet_ray, _stderr, app, expert_app
+from kibble.cli.base import (
+    EXPERT_HELP,
+    TASK_HELP,
+    _parse_overrides,
+    _quiet_ray,
+    _stderr,
+    app,
+    expert_app,
+)
 from kibble.display import RichDisplay, on_episode, on_expert_iteration
 from kibble.errors import KibbleError
 
@@ -15,7 +23,11 @@ from kibble.errors import KibbleError
 @app.command()
 def tasks(
     family: Annotated[
-        str | None, typer.Option(help="Only this family: gym, atari, dmc, metaworld, procgen.")
+        str | None,
+        typer.Option(
+            metavar="FAMILY",
+            help="List only this family's tasks: gym, atari, dmc, metaworld, procgen or babyai.",
+        ),
     ] = None,
 ) -> None:
     """List tasks, one per line: id, observation and action spaces, expert sources.
@@ -40,39 +52,59 @@ def tasks(
 
 @expert_app.command("train")
 def expert_train(
-    task: Annotated[str, typer.Argument(help="Task id, e.g. gym/CartPole-v1.")],
-    out: Annotated[Path, typer.Option(help="Expert directory (resumed if it exists).")],
+    task: Annotated[str, typer.Argument(metavar="TASK", help=TASK_HELP)],
+    out: Annotated[
+        Path,
+        typer.Option(metavar="DIR", help="The expert's directory; a rerun on it resumes."),
+    ],
     algorithm: Annotated[
-        str | None, typer.Option(help="PPO or SAC (default PPO; SAC for continuous actions).")
+        str | None,
+        typer.Option(
+            metavar="NAME", help="PPO or SAC (SAC needs continuous actions). Default: PPO."
+        ),
     ] = None,
     timesteps: Annotated[
-        int, typer.Option(min=1, help="Total environment steps to train for.")
+        int, typer.Option(min=1, metavar="N", help="Environment steps to train for.")
     ] = 200_000,
     target_return: Annotated[
-        float | None, typer.Option(help="Stop once the mean training return reaches this.")
+        float | None,
+        typer.Option(metavar="R", help="Stop once the mean training return reaches R."),
     ] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(metavar="M", help="Stop after M minutes, with a checkpoint."),
+    ] = None,
     num_env_runners: Annotated[
         int,
         typer.Option(
-            min=0, help="RLlib env-runner actors, one CPU each (0: sample in this process)."
+            min=0,
+            metavar="N",
+            help="RLlib env-runner actors, one CPU each; with 0 this process samples.",
         ),
     ] = 0,
-    num_envs: Annotated[int, typer.Option(min=1, help="Environments per env runner.")] = 8,
+    num_envs: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Environments each env runner steps.")
+    ] = 8,
     checkpoint_every: Annotated[
-        int, typer.Option(min=1, help="Checkpoint every N iterations.")
+        int, typer.Option(min=1, metavar="N", help="Checkpoint every N training iterations.")
     ] = 5,
-    seed: Annotated[int, typer.Option(help="RLlib seed.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="RLlib's seed.")] = 0,
     ray_address: Annotated[
         str | None,
         typer.Option(
-            help="An existing Ray cluster: its head's HOST:PORT (e.g. 10.0.0.5:6379), or auto; "
-            "run kibble on a machine that joined it (default: a local Ray)."
+            metavar="HOST:PORT",
+            help="Train on an existing Ray cluster: its head's HOST:PORT (e.g. "
+            "10.0.0.5:6379), or auto. Run kibble on a machine that joined it. Default: a "
+            "local Ray started for this run.",
         ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override an RLlib AlgorithmConfig field: --set lr=1e-4."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Set an RLlib AlgorithmConfig field, e.g. --set lr=1e-4; repeat for several.",
+        ),
     ] = None,
 ) -> None:
     """Train an RLlib expert for TASK, checkpointing to --out; rerun to resume."""
@@ -106,22 +138,38 @@ def expert_train(
 
 @expert_app.command("eval")
 def expert_eval(
-    task: Annotated[str, typer.Argument(help="Task id, e.g. gym/CartPole-v1.")],
-    expert: Annotated[str, typer.Option(help="Checkpoint path, 'scripted' or 'random'.")],
-    episodes: Annotated[int, typer.Option(help="Evaluation episodes.")],
-    out: Annotated[Path, typer.Option(help="Expert card JSON to write.")],
-    seed: Annotated[int, typer.Option(min=0, help="Episode i resets with seed + i.")] = 0,
-    num_envs: Annotated[int, typer.Option(min=1, help="Environments stepped together.")] = 4,
+    task: Annotated[str, typer.Argument(metavar="TASK", help=TASK_HELP)],
+    expert: Annotated[str, typer.Option(metavar="SOURCE", help=EXPERT_HELP)],
+    episodes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Episodes to play with the expert, and as many with the random policy.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(metavar="CARD.json", help="The expert card to write.")],
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Episode i resets with seed N + i.")
+    ] = 0,
+    num_envs: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
+    ] = 4,
     sample: Annotated[
         bool,
         typer.Option(
             "--sample",
-            help="Sample an RLlib expert's actions (seeded per episode) instead of greedy.",
+            help="Sample an RLlib expert's actions (seeded per episode) instead of taking "
+            "the most likely one.",
         ),
     ] = False,
     max_steps: Annotated[
         int | None,
-        typer.Option(min=1, help="Cut episodes at this many steps (as the dataset does)."),
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Cut episodes at N steps, as a dataset config's max_steps does.",
+        ),
     ] = None,
 ) -> None:
     """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""

@@ -22,29 +22,62 @@ from kibble.errors import KibbleError
 
 @app.command(context_settings={"allow_extra_args": False})
 def train(
-    mixture: Annotated[Path, typer.Argument(help="Mixture YAML (datasets, model, steps, ...).")],
-    out: Annotated[Path, typer.Option(help="Run directory; rerunning on it resumes.")],
+    mixture: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MIXTURE.yaml",
+            help="The mixture config: datasets and their weights, the model, the steps; "
+            "configs/mixture.yaml shows every key.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(metavar="RUN_DIR", help="The run's directory; a rerun on it resumes."),
+    ],
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Override the mixture's total steps.")
+        int | None,
+        typer.Option(min=1, metavar="N", help="Train to step N instead of the mixture's steps."),
     ] = None,
     max_minutes: Annotated[
-        float | None, typer.Option(min=0, help="Stop (with a checkpoint) after this long.")
+        float | None,
+        typer.Option(
+            min=0,
+            metavar="M",
+            help="Stop after M minutes, with a checkpoint, instead of the mixture's max_minutes.",
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DEVICE",
+            help="auto, cpu or cuda[:N], instead of the mixture's device. Default: auto (a "
+            "GPU if there is one).",
+        ),
+    ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, help="Torch CPU threads (default: all cores; 1 on a busy machine)."),
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Torch CPU threads. Default: torch's own choice, one per physical core. On a "
+            "machine other jobs keep busy, 1 can be several times faster (kibble demo times "
+            "both).",
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a mixture key, e.g. --set learning_rate=1e-3."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Set a mixture key, e.g. --set learning_rate=1e-3; repeat for several.",
+        ),
     ] = None,
 ) -> None:
     """Train a Gato-style generalist on a mixture of curated datasets.
 
-    Writes RUN_DIR/checkpoint (config + safetensors weights and optimizer state),
-    metrics.jsonl and TensorBoard logs (RUN_DIR/tensorboard). Several GPUs:
-    torchrun --nproc_per_node N -m kibble train MIXTURE.yaml --out RUN_DIR.
+    Writes RUN_DIR/checkpoint (the config, and the weights and optimizer state as
+    safetensors), RUN_DIR/metrics.jsonl and TensorBoard logs in RUN_DIR/tensorboard. On
+    several GPUs: torchrun --nproc_per_node N -m kibble train MIXTURE.yaml --out RUN_DIR.
     """
     from kibble.trainer.config import load_mixture
     from kibble.trainer.train import TrainingInterrupted
@@ -82,20 +115,43 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A `kibble train` run directory.")],
-    task: Annotated[list[str], typer.Option(help="Task id; repeat for several tasks.")],
-    episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per task.")] = 20,
-    seed: Annotated[int, typer.Option(min=0, help="Episode i resets with seed + i.")] = 0,
-    num_envs: Annotated[int, typer.Option(min=1, help="Environments stepped together.")] = 4,
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory kibble train wrote.")
+    ],
+    task: Annotated[
+        list[str],
+        typer.Option(metavar="TASK", help="A task id to play; repeat for several tasks."),
+    ],
+    episodes: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Episodes to play per task.")
+    ] = 20,
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Episode i resets with seed N + i.")
+    ] = 0,
+    num_envs: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
+    ] = 4,
     card: Annotated[
         list[Path] | None,
-        typer.Option(help="Expert card(s) to score against (default: the dataset manifest)."),
+        typer.Option(
+            metavar="CARD.json",
+            help="An expert card to score its task against; repeat for several. Default: the "
+            "expert and random returns in the training dataset's manifest.",
+        ),
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(min=1, help="Cut episodes here (as the expert cards were).")
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Cut episodes at N steps, as the expert cards' were."
+        ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Torch threads (default: torch's, all cores).")
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Torch CPU threads. Default: torch's own choice, one per physical core.",
+        ),
     ] = None,
 ) -> None:
     """Run the generalist in the real environments; report expert-normalized scores.
@@ -134,23 +190,30 @@ def eval_(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("kibble-out/demo"),
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Where the demo writes everything.")
+    ] = Path("kibble-out/demo"),
     short: Annotated[
         bool,
-        typer.Option("--short", help="Tiny sizes at every stage (CI): about a minute."),
+        typer.Option(
+            "--short", help="Run every stage at tiny sizes, as CI does: about a minute and a half."
+        ),
     ] = False,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Redo every stage, even those already done.")
     ] = False,
-    seed: Annotated[int, typer.Option(min=0, help="Base seed of every stage.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="The seed every stage's seeds derive from.")
+    ] = 0,
 ) -> None:
     """Run the main job end to end: experts -> cards -> dataset -> generalist -> report.
 
-    Trains an RLlib expert for gym/CartPole-v1; uses Meta-World's scripted experts
-    (reach, drawer-close) and random ones for procgen/starpilot and atari/Pong; writes
-    expert cards; curates a dataset with the Beam job (local runner); trains a tiny
-    Gato on it; evaluates it against the cards; writes OUT/report.md with plots.
-    Under 20 minutes on 2 CPU cores. A rerun reuses what exists (unless --fresh).
+    Trains an RLlib expert for gym/CartPole-v1; uses Meta-World's scripted experts for
+    reach-v3 and drawer-open-v3, the BabyAI bot for GoToLocal-v0 and a random one for
+    procgen/starpilot; writes an expert card per task; curates a dataset with the Beam
+    job on the local runner; trains a tiny Gato on it; evaluates it against the cards;
+    writes DIR/report.md with plots. Under 20 minutes on 2 CPU cores. A rerun reuses
+    what is already done, unless --fresh.
     """
     import time
 

@@ -25,6 +25,8 @@ def dataset_config_text(cfg: DemoConfig, paths: DemoPaths) -> str:
         entry["card"] = str(paths.card(t.task))
         if t.max_steps:
             entry["max_steps"] = t.max_steps
+        if t.noise:
+            entry["noise"] = dict(t.noise)
         tasks.append(entry)
     body = {
         "name": "kibble-demo",

@@ -31,6 +31,7 @@ def mixture_text(cfg: DemoConfig, paths: DemoPaths) -> str:
         "learning_rate": cfg.learning_rate,
         "sampling": cfg.sampling,
         "action_logits": cfg.action_logits,
+        "prompt_fraction": cfg.prompt_fraction,
         "seed": cfg.seed,
         "log_every": 5,
         "checkpoint_every": 100,
