@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 
 KIBBLE = Path(sys.executable).parent / "kibble"
-COMMANDS = ["tasks", "expert", "rollout", "pipeline", "inspect", "view", "train", "eval", "demo"]
+COMMANDS = [
+    "tasks",
+    "expert",
+    "rollout",
+    "pipeline",
+    "inspect",
+    "view",
+    "export",
+    "train",
+    "eval",
+    "demo",
+]
 SUBCOMMANDS = {"expert": ["train", "eval"], "pipeline": ["run"]}
 
 

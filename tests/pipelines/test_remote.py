@@ -89,7 +89,12 @@ def test_url_output_is_the_local_dataset_and_reruns_leave_nothing_behind(tmp_pat
 
     def published() -> list[str]:
         manifest = layout.read_manifest(url)
-        extra = [layout.MANIFEST, layout.CARD, "returns/gym__CartPole-v1.png"]
+        extra = [
+            layout.MANIFEST,
+            layout.CARD,
+            "returns/gym__CartPole-v1.png",
+            "views/gym__CartPole-v1.png",
+        ]
         return sorted([f["path"] for f in manifest["files"]] + extra)
 
     assert layout.list_files(url) == published()

@@ -209,7 +209,7 @@ def demo(
     """Run the main job end to end: experts -> cards -> dataset -> generalist -> report.
 
     Trains an RLlib expert for gym/CartPole-v1; uses Meta-World's scripted experts for
-    reach-v3 and drawer-open-v3, the BabyAI bot for GoToLocal-v0 and a random one for
+    reach-v3 and drawer-open-v3, the BabyAI bot for GoToObj-v0 and a random one for
     procgen/starpilot; writes an expert card per task; curates a dataset with the Beam
     job on the local runner; trains a tiny Gato on it; evaluates it against the cards;
     writes DIR/report.md with plots. Under 20 minutes on 2 CPU cores. A rerun reuses
