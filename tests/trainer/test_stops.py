@@ -25,6 +25,9 @@ def train_until_logged(mixture: Path, run: Path, lines: int) -> subprocess.Popen
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test suite started in the background (`cmd &`) ignores SIGINT, and a child
+        # inherits that: give it SIGINT's default so Python turns it into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 60
@@ -51,13 +54,16 @@ def test_a_signal_stops_training_with_one_line(
     )  # fmt: skip
     run = tmp_path / "run"
     proc = train_until_logged(mixture, run, 3)  # past the first checkpoint
-    # Meanwhile a second run on the same folder is refused, naming the first.
-    with pytest.raises(
-        KibbleError, match=rf"being written by another kibble run \(pid {proc.pid} "
-    ):
-        train(load_mixture(mixture), run)
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        # Meanwhile a second run on the same folder is refused, naming the first.
+        with pytest.raises(
+            KibbleError, match=rf"being written by another kibble run \(pid {proc.pid} "
+        ):
+            train(load_mixture(mixture), run)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a failed check must not leave a 100,000-step run behind
     assert proc.returncode == status, stderr
     assert "Traceback" not in stderr
     kept = json.loads((run / "checkpoint" / "state.json").read_text())["progress"]["step"]

@@ -187,6 +187,15 @@ def _stderr():
     return Console(stderr=True)
 
 
+# Options several commands share, declared once.
+SeedOption = Annotated[
+    int, typer.Option(min=0, metavar="N", help="Episode i resets with seed N + i.")
+]
+NumEnvsOption = Annotated[
+    int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
+]
+
+
 def _parse_overrides(items: list[str]) -> dict:
     """``["lr=1e-4", "gamma=0.995"]`` -> {"lr": 0.0001, "gamma": 0.995} (values as YAML)."""
     import yaml

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kibble.cli.base import EXPERT_HELP, TASK_HELP, _quiet_ray, app, pipeline_app
+from kibble.cli.base import EXPERT_HELP, TASK_HELP, NumEnvsOption, _quiet_ray, app, pipeline_app
 from kibble.display import Display, RichDisplay, on_episode
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ def rollout(
             "the expert return measured on these episodes.",
         ),
     ] = None,
-    num_envs: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
-    ] = 4,
+    num_envs: NumEnvsOption = 4,
     sample: Annotated[
         bool,
         typer.Option(

@@ -10,6 +10,8 @@ import typer
 from kibble.cli.base import (
     EXPERT_HELP,
     TASK_HELP,
+    NumEnvsOption,
+    SeedOption,
     _parse_overrides,
     _quiet_ray,
     _stderr,
@@ -149,12 +151,8 @@ def expert_eval(
         ),
     ],
     out: Annotated[Path, typer.Option(metavar="CARD.json", help="The expert card to write.")],
-    seed: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Episode i resets with seed N + i.")
-    ] = 0,
-    num_envs: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
-    ] = 4,
+    seed: SeedOption = 0,
+    num_envs: NumEnvsOption = 4,
     sample: Annotated[
         bool,
         typer.Option(

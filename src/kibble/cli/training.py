@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from kibble.cli.base import _parse_overrides, app
+from kibble.cli.base import NumEnvsOption, SeedOption, _parse_overrides, app
 from kibble.display import (
     Display,
     RichDisplay,
@@ -125,12 +125,8 @@ def eval_(
     episodes: Annotated[
         int, typer.Option(min=1, metavar="N", help="Episodes to play per task.")
     ] = 20,
-    seed: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Episode i resets with seed N + i.")
-    ] = 0,
-    num_envs: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
-    ] = 4,
+    seed: SeedOption = 0,
+    num_envs: NumEnvsOption = 4,
     card: Annotated[
         list[Path] | None,
         typer.Option(
