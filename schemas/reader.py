@@ -50,7 +50,7 @@ from kibble.schemas.dataset import (
     task_entries,
 )
 from kibble.schemas.parquet import filesystem_and_path
-from kibble.schemas.spaces import space_from_description, unflatten
+from kibble.schemas.spaces import space_from_description, table_images, unflatten
 from kibble.schemas.validate import validate_schema
 
 DAMAGED_ADVICE = (
@@ -115,26 +115,6 @@ def ragged_slice(ragged: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> np.
             "data file is damaged or was not written by kibble (curate it again)"
         )
     return values[offsets[lo] : offsets[hi]].reshape(hi - lo, n)
-
-
-def table_images(table: pa.Table) -> list[np.ndarray]:
-    """The ``images`` column -> one (rows, H, W, C) uint8 array per image leaf, as stored
-    (padded to multiples of 16, docs/format.md section 5); views of the table's memory."""
-    shapes = table["image_shapes"].combine_chunks()
-    if len(shapes) == 0 or len(shapes[0]) == 0:
-        return []
-    leaf_shapes = [tuple(s) for s in shapes[0].as_py()]
-    flat = table["images"].combine_chunks().flatten()  # (rows * K,) binary, row-major
-    offsets = np.frombuffer(flat.buffers()[1], np.int32)[flat.offset : flat.offset + len(flat) + 1]
-    data = np.frombuffer(flat.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
-    # Every row holds its K images back to back, each of a fixed size.
-    sizes = [int(np.prod(s)) for s in leaf_shapes]
-    per_row = data.reshape(len(table), sum(sizes))  # (rows, sum of image sizes)
-    bounds = np.cumsum([0, *sizes])
-    return [
-        per_row[:, lo:hi].reshape(-1, *shape)
-        for lo, hi, shape in zip(bounds[:-1], bounds[1:], leaf_shapes, strict=True)
-    ]
 
 
 # -- one data file --------------------------------------------------------------------------
