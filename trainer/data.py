@@ -28,11 +28,11 @@ import pyarrow as pa
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import list_column_to_numpy
 from kibble.schemas.dataset import TaskEntry
-from kibble.schemas.reader import CuratedDataset, DataFile, ragged_rows, ragged_slice
+from kibble.schemas.reader import CuratedDataset, DataFile, damaged, ragged_rows, ragged_slice
 from kibble.schemas.spaces import table_images
 from kibble.tokenize.episode import TokenizedSteps
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.integrity import check_group, damaged
+from kibble.trainer.integrity import check_group
 from kibble.trainer.sequences import (
     Batch,
     TokenWindow,

@@ -1,6 +1,6 @@
 """Cheap checks that a data file is what its manifest and the token vocabulary say.
 
-The dataset reader (:mod:`kibble.schemas.reader`) calls :func:`check_footer` when the
+The dataset reader (:mod:`kibble.schemas.reader`) calls its ``check_footer`` when the
 loader opens a file (its size and the row count in
 its Parquet footer against the manifest: no hashing, so opening stays fast) and
 :func:`check_group` once per row group it decodes (token ids inside the vocabulary, token
@@ -15,13 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from kibble.schemas.reader import check_footer, damaged
+# The damaged-group error is the dataset reader's, so every reader words it alike.
+from kibble.schemas.reader import damaged
 from kibble.tokenize.images import num_patches
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
-
-# The footer check and the damaged-group error are the dataset reader's
-# (kibble.schemas.reader), so the trainer and every other reader word them alike.
-__all__ = ["check_footer", "check_group", "damaged"]
 
 
 def check_group(

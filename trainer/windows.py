@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -38,16 +39,7 @@ from kibble.trainer.config import MixtureConfig
 from kibble.trainer.data import MixtureData
 from kibble.trainer.sequences import TokenWindow, collate
 
-WINDOW_FIELDS = (
-    "tokens",
-    "loss_mask",
-    "observation_position",
-    "action_position",
-    "patch_index",
-    "patches",
-    "patch_rows",
-    "patch_cols",
-)
+WINDOW_FIELDS = tuple(f.name for f in fields(TokenWindow))
 """The tensors of one item, besides ``task_index``: the fields of a TokenWindow."""
 
 
