@@ -91,6 +91,10 @@ class MixtureConfig:
     # How a dataset's windows are drawn: "timesteps" (Gato: a uniform timestep, so a task's
     # share follows its size) or "tasks" (each task of a dataset an equal share first).
     sampling: str = "timesteps"
+    # Per-task multipliers on that share, by task id (e.g. {metaworld/drawer-open-v3: 2}):
+    # with "tasks" a task's share is its weight over the sum; with "timesteps" its
+    # timesteps times its weight. Tasks not named weigh 1.
+    task_weights: dict[str, float] = field(default_factory=dict)
     # Output logits at action positions: "full" (Gato: the whole vocabulary) or "legal"
     # (only the 1,024 ids of the action's kind: discrete [0, 1024) or the continuous bins;
     # a 32x smaller head, and no probability spent on ids an action can never take).
@@ -247,6 +251,8 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
             if v not in choices:
                 raise KibbleError(f"{where}: {key}: expected {' or '.join(choices)}, got {v!r}")
             values[key] = v
+    if raw.get("task_weights") is not None:
+        values["task_weights"] = _task_weights(where, raw["task_weights"])
     if "device" in raw:
         values["device"] = want(where, "device", raw["device"], str, "auto, cpu or cuda[:N]")
         if not _DEVICE.fullmatch(values["device"]):
@@ -261,6 +267,19 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
         _check_schedule(where, config)
     config.source = where
     return config
+
+
+def _task_weights(where: str, raw: Any) -> dict[str, float]:
+    want(where, "task_weights", raw, dict, "a mapping of task id to weight")
+    weights = {}
+    for task, w in raw.items():
+        w = want(where, f"task_weights[{task}]", _number(w), (int, float), "a number > 0")
+        if not isinstance(task, str) or w <= 0:
+            raise KibbleError(
+                f"{where}: task_weights: expected task id: weight > 0, got {task!r}: {w!r}"
+            )
+        weights[task] = float(w)
+    return weights
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")

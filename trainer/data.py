@@ -88,6 +88,7 @@ class MixtureData:
             self.episodes.append(self._index_dataset(spec.path, task_ids))
         weights = np.array([d.weight for d in config.datasets], np.float64)
         self.dataset_p = weights / weights.sum()
+        self._weigh_tasks(config.task_weights)
         too_long = [t for t in self.tasks if t.n_observation_tokens > max_observation_tokens]
         if too_long:
             t = too_long[0]
@@ -191,6 +192,24 @@ class MixtureData:
         )
         return ids[name]
 
+    def _weigh_tasks(self, task_weights: dict[str, float]) -> None:
+        """Per dataset, the task probabilities (or weighted cumulative lengths) they give."""
+        if not task_weights:
+            return  # without weights the draws stay as they were (runs reproduce)
+        names = {info.task for info in self.tasks}
+        unknown = sorted(set(task_weights) - names)
+        if unknown:
+            raise KibbleError(
+                f"{self.config.source}: task_weights: {', '.join(unknown)} is not in the "
+                f"mixture's datasets; its tasks are: {', '.join(sorted(names))}"
+            )
+        for ep in self.episodes:
+            weight = np.array([task_weights.get(info.task, 1.0) for info in self.tasks])
+            keys = list(ep["task_cumulative"])
+            p = weight[keys]
+            ep["task_p"] = p / p.sum()
+            ep["weighted_cumulative"] = np.cumsum(ep["length"] * weight[ep["task"]])
+
     @property
     def num_episodes(self) -> int:
         return sum(len(d["length"]) for d in self.episodes)
@@ -255,11 +274,16 @@ class MixtureData:
         ep = self.episodes[d]
         lengths = ep["length"]
         if self.config.sampling == "tasks":
-            # Each task of the dataset an equal share, whatever its number of timesteps;
-            # inside it, a uniform timestep.
-            t = int(rng.choice(list(ep["task_cumulative"])))
+            # Each task of the dataset an equal share (or its task_weights share), whatever
+            # its number of timesteps; inside it, a uniform timestep.
+            keys = list(ep["task_cumulative"])
+            t = int(rng.choice(keys, p=ep["task_p"]) if "task_p" in ep else rng.choice(keys))
             cumulative, members = ep["task_cumulative"][t], ep["episodes_of_task"][t]
             e = int(members[np.searchsorted(cumulative, rng.integers(cumulative[-1]), "right")])
+        elif "weighted_cumulative" in ep:
+            # A timestep with probability proportional to its task's weight.
+            cumulative = ep["weighted_cumulative"]
+            e = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
         else:
             # An episode with probability proportional to its length = a uniform timestep.
             cumulative = ep["cumulative_length"]

@@ -239,20 +239,48 @@ def test_a_timestep_longer_than_the_context_is_an_error(procgen_dataset):
         MixtureData(mixture(procgen_dataset, context=10))
 
 
-def test_sampling_by_tasks_gives_each_task_an_equal_share(tmp_path):
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory):
+    """One dataset, two tasks of very different sizes: 20 timesteps against about 700."""
     from kibble.pipelines.local import TaskJob, curate
 
-    # One dataset, two tasks of very different sizes: 20 timesteps against about 700.
-    out = tmp_path / "two"
+    out = tmp_path_factory.mktemp("two") / "two"
     jobs = [
         TaskJob("gym/CartPole-v1", "random", 30),
         TaskJob("gym/Pendulum-v1", "random", 1, max_steps=20),
     ]
     curate("two", jobs, out, fraction=0.05)
-    shares = {}
-    for sampling in ("timesteps", "tasks"):
-        data = MixtureData(mixture(out, context=48, prompt_fraction=0.0, sampling=sampling))
-        names = Counter(data.tasks[data.sample_sequence()[1]].task for _ in range(600))
-        shares[sampling] = names["gym/Pendulum-v1"] / 600
-    assert shares["timesteps"] < 0.1  # a share that follows size
-    assert 0.42 < shares["tasks"] < 0.58  # an equal share
+    return out
+
+
+def pendulum_share(dataset, n: int = 600, **kw) -> float:
+    data = MixtureData(mixture(dataset, context=48, prompt_fraction=0.0, **kw))
+    names = Counter(data.tasks[data.sample_sequence()[1]].task for _ in range(n))
+    return names["gym/Pendulum-v1"] / n
+
+
+def test_sampling_by_tasks_gives_each_task_an_equal_share(two_tasks):
+    assert pendulum_share(two_tasks, sampling="timesteps") < 0.1  # a share that follows size
+    assert 0.42 < pendulum_share(two_tasks, sampling="tasks") < 0.58  # an equal share
+
+
+def test_task_weights_multiply_a_tasks_share(two_tasks):
+    weights = {"gym/Pendulum-v1": 3.0}
+    assert 0.68 < pendulum_share(two_tasks, sampling="tasks", task_weights=weights) < 0.82
+    cartpole_steps = MixtureData(mixture(two_tasks)).num_steps - 20
+    # By timesteps: 20 Pendulum steps weighing as much as all of CartPole's.
+    weights = {"gym/Pendulum-v1": cartpole_steps / 20}
+    assert 0.42 < pendulum_share(two_tasks, sampling="timesteps", task_weights=weights) < 0.58
+
+
+def test_a_task_weight_for_a_task_not_in_the_mixture_is_an_error(two_tasks):
+    with pytest.raises(KibbleError, match=r"task_weights: gym/Acrobot-v1 is not in .* gym/Pend"):
+        MixtureData(mixture(two_tasks, task_weights={"gym/Acrobot-v1": 2.0}))
+
+
+@pytest.mark.parametrize("raw", [{"gym/CartPole-v1": 0}, {"gym/CartPole-v1": "x"}, [1.0]])
+def test_a_bad_task_weight_is_a_clear_error(raw):
+    from kibble.trainer.config import parse_mixture
+
+    with pytest.raises(KibbleError, match=r"m\.yaml: task_weights.*expected"):
+        parse_mixture({"datasets": ["d"], "task_weights": raw}, "m.yaml")

@@ -30,6 +30,7 @@ def mixture_text(cfg: DemoConfig, paths: DemoPaths) -> str:
         "steps": cfg.train_steps,
         "learning_rate": cfg.learning_rate,
         "sampling": cfg.sampling,
+        **({"task_weights": cfg.task_weights} if cfg.task_weights else {}),
         "action_logits": cfg.action_logits,
         "prompt_fraction": cfg.prompt_fraction,
         "seed": cfg.seed,

@@ -1,0 +1,23 @@
+"""The presets' mixtures are valid mixtures of their own tasks."""
+
+import pytest
+import yaml
+
+from kibble.demo.config import PRESETS, DemoPaths
+from kibble.demo.training import mixture_text
+from kibble.trainer.config import parse_mixture
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_presets_mixture_parses_and_weighs_only_its_own_tasks(preset, tmp_path):
+    cfg = PRESETS[preset](tmp_path)
+    mixture = parse_mixture(yaml.safe_load(mixture_text(cfg, DemoPaths(cfg.out))), preset)
+    assert set(mixture.task_weights) <= {t.task for t in cfg.tasks}
+    assert mixture.task_weights == cfg.task_weights
+    assert mixture.sampling == cfg.sampling and mixture.steps == cfg.train_steps
+
+
+def test_the_default_preset_weighs_its_random_expert_task_down(tmp_path):
+    cfg = PRESETS["default"](tmp_path)
+    random_tasks = [t.task for t in cfg.tasks if t.expert == "random"]
+    assert random_tasks and all(cfg.task_weights.get(t, 1.0) < 1.0 for t in random_tasks)
