@@ -2,7 +2,8 @@
 it at a few marks on the way.
 
     python benchmarks/learning.py MIXTURE.yaml --out DIR --minutes 4,8,12 \
-        --card CARD.json [--card ...] [--episodes 20] [--threads 2] [--set key=value ...]
+        --card CARD.json [--card ...] [--episodes 20] [--threads 2] [--set key=value ...] \
+        [--past-steps [PREFIX=]N ...]
 
 Training runs in segments (``max_minutes`` = the time to the next mark), resuming from the
 checkpoint between them: resumption is byte-exact, so the segments train what one run of
@@ -11,6 +12,8 @@ and every task with a card whose expert is not the random policy plays ``--episo
 episodes (seeds 1000.., cut at the card's ``max_steps``, as ``kibble demo`` evaluates);
 the table printed at the end has one row per mark: steps, tokens, and each task's
 expert-normalized score. Tasks without a real expert are not scored (as in the demo).
+``--past-steps metaworld/=0`` evaluates tasks whose id starts with ``metaworld/`` seeing
+no earlier timesteps (``kibble eval --past-steps``); a bare ``N`` applies to every task.
 
 Run it on a quiet machine: the minutes are wall-clock training time (the evaluation is not
 counted), so anything else running slows training and lowers every score. To compare
@@ -80,6 +83,20 @@ def _train_to_step(config, run: Path, mark: int):
     )
 
 
+def _past_steps(values: list[str]) -> dict[str, int]:
+    """``[PREFIX=]N`` options -> {task id prefix: N} ("" for a bare N: every task)."""
+    out = {}
+    for value in values:
+        prefix, _, n = value.rpartition("=")
+        out[prefix] = int(n)
+    return out
+
+
+def _past_steps_of(task: str, by_prefix: dict[str, int]) -> int | None:
+    matches = [p for p in by_prefix if task.startswith(p)]
+    return by_prefix[max(matches, key=len)] if matches else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mixture", type=Path)
@@ -91,11 +108,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000, help="evaluation seeds seed..")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="mixture key=value")
+    parser.add_argument(
+        "--past-steps", action="append", default=[], help="[TASK_PREFIX=]N, repeatable"
+    )
     args = parser.parse_args()
     if args.out.exists():
         sys.exit(f"{args.out} exists; give a new folder")
     by_steps = args.at_steps is not None
     marks = [float(m) for m in (args.at_steps if by_steps else args.minutes).split(",")]
+    past_steps = _past_steps(args.past_steps)
     cards = [read_card(c) for c in args.card]
     scored = [(c, p) for c, p in zip(cards, args.card, strict=True) if c.expert != "random"]
     torch.set_num_threads(args.threads)
@@ -121,7 +142,15 @@ def main() -> None:
         scores = {}
         for card, path in scored:
             row = evaluate_task(
-                loaded, card.task, args.episodes, args.seed, 4, path, None, card.max_steps
+                loaded,
+                card.task,
+                args.episodes,
+                args.seed,
+                4,
+                path,
+                None,
+                card.max_steps,
+                _past_steps_of(card.task, past_steps),
             )
             scores[card.task] = row.score
             print(
@@ -144,7 +173,11 @@ def main() -> None:
         if summary.step >= config.steps:
             break
     tasks = [c.task for c, _ in scored]
-    print(f"\n{args.mixture} ({', '.join(args.set) or 'as written'}), {args.threads} threads")
+    acting = ", ".join(f"past steps {p or 'all'}={n}" for p, n in past_steps.items())
+    print(
+        f"\n{args.mixture} ({', '.join(args.set) or 'as written'}), {args.threads} threads"
+        + (f"; {acting}" if acting else "")
+    )
     print(f"| {unit} | step | tokens | tokens/s | " + " | ".join(tasks) + " | mean |")
     print("|---" * (len(tasks) + 5) + "|")
     for r in rows:

@@ -98,7 +98,9 @@ class LoadedRun:
 class GatoPolicy:
     """The model as a batched :class:`~kibble.experts.policy.Policy` for one task."""
 
-    def __init__(self, run: LoadedRun, task: str, device: str = "cpu") -> None:
+    def __init__(
+        self, run: LoadedRun, task: str, device: str = "cpu", past_steps: int | None = None
+    ) -> None:
         self.name = f"gato:{run.run_dir}"
         self.run = run
         self.device = device
@@ -123,6 +125,13 @@ class GatoPolicy:
         prompted = steps >= 2 and run.config.prompt_fraction > 0
         self.prompt_steps = steps // 2 if prompted else 0
         self.history_steps = steps - self.prompt_steps
+        if past_steps is not None:
+            # Fewer past timesteps than fit: a policy that sees its own earlier actions can
+            # keep repeating them through the observation that should change its course
+            # (the "copycat" problem of behaviour cloning with histories; docs/learning.md).
+            if past_steps < 0:
+                raise KibbleError(f"past_steps: expected 0 or more, got {past_steps}")
+            self.history_steps = min(self.history_steps, past_steps + 1)
         self.ranges = action_token_ranges(self.tokenizer)
         self.prompts: dict[int, TokenizedSteps | None] = {}
         # Per slot, as built sequences so each timestep is turned into arrays once: the
@@ -236,12 +245,15 @@ def evaluate_task(
     card: Path | None = None,
     on_episode: Callable[[Episode], None] | None = None,
     max_steps: int | None = None,
+    past_steps: int | None = None,
 ) -> EvalRow:
     """Roll the model out on ``task`` and score it; returns one row of the score table.
 
     ``max_steps`` cuts episodes as the expert card's were cut (e.g. long Atari games).
+    ``past_steps``: earlier timesteps of the episode in the model's context when it acts
+    (0: the current observation only); default as many as the training context holds.
     """
-    policy = GatoPolicy(run, task)
+    policy = GatoPolicy(run, task, past_steps=past_steps)
     expert, rand, source = _baselines(run, task, episodes, seed, card, max_steps)
     result = evaluate_policy(task, policy, episodes, seed, num_envs, on_episode, max_steps)
     returns = np.array([e.episode_return for e in result])
@@ -259,6 +271,7 @@ def evaluate_task(
         score=normalized_score(float(returns.mean()), expert, rand),
         step=run.step,
         max_steps=max_steps,
+        past_steps=past_steps,
     )
 
 
@@ -269,12 +282,14 @@ def write_report(run_dir: Path, rows: list[EvalRow]) -> dict:
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """What one task's evaluation plays: episodes from a seed, cut at ``max_steps``."""
+    """What one task's evaluation plays: episodes from a seed, cut at ``max_steps``, the
+    model seeing ``past_steps`` earlier timesteps (None: all that fit)."""
 
     task: str
     episodes: int
     seed: int
     max_steps: int | None = None
+    past_steps: int | None = None
 
 
 def current_scores(run_dir: str | Path, wanted: Sequence[EvalRequest]) -> list[EvalRow] | None:
@@ -288,7 +303,8 @@ def current_scores(run_dir: str | Path, wanted: Sequence[EvalRequest]) -> list[E
     if rows is None or not state.is_file():
         return None
     played = [
-        EvalRequest(r.task, r.episodes, r.seeds[0] if r.seeds else -1, r.max_steps) for r in rows
+        EvalRequest(r.task, r.episodes, r.seeds[0] if r.seeds else -1, r.max_steps, r.past_steps)
+        for r in rows
     ]
     if played != list(wanted):
         return None

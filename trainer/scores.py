@@ -52,6 +52,8 @@ class EvalRow:
     """The training step of the checkpoint evaluated."""
     max_steps: int | None = None
     """Episodes were cut here (as the expert card's were)."""
+    past_steps: int | None = None
+    """Earlier timesteps the model saw when acting; None: as many as its context held."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,6 +152,12 @@ def score_table(rows: list[EvalRow], summary: dict) -> str:
         f"IQM {summary['iqm']:.1f}% over {summary['scored']} scored task(s) of "
         f"{summary['tasks']}; {summary['above_50']} above 50%, {summary['above_80']} above 80%.",
     ]
+    limited = [f"{r.task} ({r.past_steps})" for r in rows if r.past_steps is not None]
+    if limited:
+        lines.append(
+            "Earlier timesteps the model saw when acting, where fewer than its context "
+            "holds: " + ", ".join(limited) + "."
+        )
     return "\n".join(lines)
 
 

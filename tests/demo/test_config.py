@@ -21,3 +21,10 @@ def test_the_default_preset_weighs_its_random_expert_task_down(tmp_path):
     cfg = PRESETS["default"](tmp_path)
     random_tasks = [t.task for t in cfg.tasks if t.expert == "random"]
     assert random_tasks and all(cfg.task_weights.get(t, 1.0) < 1.0 for t in random_tasks)
+
+
+def test_the_default_preset_plays_meta_world_on_the_present_observation(tmp_path):
+    cfg = PRESETS["default"](tmp_path)
+    past = {t.task: t.eval_past_steps for t in cfg.tasks}
+    assert past["metaworld/drawer-open-v3"] == past["metaworld/reach-v3"] == 0
+    assert past["gym/CartPole-v1"] is None  # CartPole scored higher with its history

@@ -315,6 +315,8 @@ def test_scores_of_these_tasks_on_the_last_checkpoint_are_reused(tmp_path):
     assert current_scores(run, [EvalRequest(TASK, 2, 1000)]) is None  # other episodes
     assert current_scores(run, [EvalRequest(TASK, 1, 0)]) is None  # other seeds
     assert current_scores(run, [EvalRequest(TASK, 1, 1000, max_steps=30)]) is None  # cut
+    # Played seeing every earlier timestep: not the scores of acting on the present alone.
+    assert current_scores(run, [EvalRequest(TASK, 1, 1000, past_steps=0)]) is None
     later(run / CHECKPOINT / STATE, seconds=60)  # trained further after the scores
     assert current_scores(run, wanted) is None
 

@@ -37,6 +37,11 @@ def test_train_then_eval(cartpole_dataset, write_mixture, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| gym/CartPole-v1 |" in done.stdout and "IQM" in done.stdout
     assert (run / "eval" / "gym__CartPole-v1.json").exists()
+    done = kibble("eval", run, "--task", "gym/CartPole-v1", "--episodes", "1", "--past-steps", "0")
+    assert done.returncode == 0, done.stderr
+    assert "timesteps the model saw when acting" in done.stdout and "CartPole-v1 (0)" in done.stdout
+    saved = json.loads((run / "eval" / "gym__CartPole-v1.json").read_text())
+    assert saved["past_steps"] == 0
 
 
 def test_mixture_mistakes_are_one_paragraph_errors(cartpole_dataset, write_mixture, tmp_path):

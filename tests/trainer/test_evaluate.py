@@ -154,6 +154,26 @@ def test_the_policy_acts_on_images_with_legal_actions(run_dir):
     env.close()
 
 
+def test_with_no_past_steps_an_action_depends_on_the_prompt_and_the_present_only(run_dir):
+    run = LoadedRun.load(run_dir)
+    env = get_task("gym/CartPole-v1").make()
+    policy = GatoPolicy(run, "gym/CartPole-v1", past_steps=0)
+    assert policy.history_steps == 1 < GatoPolicy(run, "gym/CartPole-v1").history_steps
+    obs, _ = env.reset(seed=2)
+    policy.start_episode(0, 2)
+    for _ in range(5):
+        (action,) = policy.act([obs], [0])
+        # A policy that has seen nothing of the episode yet (same prompt) acts the same.
+        fresh = GatoPolicy(run, "gym/CartPole-v1")
+        fresh.start_episode(0, 2)
+        assert fresh.act([obs], [0]) == [action]
+        obs, *_ = env.step(action)
+    assert len(policy.history[0]) == 1
+    env.close()
+    with pytest.raises(KibbleError, match="past_steps: expected 0 or more"):
+        GatoPolicy(run, "gym/CartPole-v1", past_steps=-1)
+
+
 def test_a_task_outside_the_mixture_is_a_clear_error(run_dir):
     run = LoadedRun.load(run_dir)
     with pytest.raises(KibbleError, match=r"not in .* training mixture"):

@@ -141,6 +141,17 @@ def eval_(
             min=1, metavar="N", help="Cut episodes at N steps, as the expert cards' were."
         ),
     ] = None,
+    past_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Earlier timesteps of the episode the model sees when it acts; 0 shows it "
+            "only the current observation. Default: as many as its training context holds "
+            "(Gato). Fewer can stop a model from repeating its own earlier actions past the "
+            "moment the task changes phase (docs/learning.md).",
+        ),
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -177,6 +188,7 @@ def eval_(
                         cards.get(t),
                         on_episode(update),
                         max_steps,
+                        past_steps,
                     )
                 )
     summary = write_report(run_dir, rows)

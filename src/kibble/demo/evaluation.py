@@ -29,7 +29,10 @@ def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> 
     trained = set(trained_tasks(paths.run))
     tasks = [t for t in cfg.tasks if t.task in trained]
     skipped = [t.task for t in cfg.tasks if t.task not in trained]
-    wanted = [EvalRequest(t.task, t.eval_episodes, cfg.eval_seed, t.max_steps) for t in tasks]
+    wanted = [
+        EvalRequest(t.task, t.eval_episodes, cfg.eval_seed, t.max_steps, t.eval_past_steps)
+        for t in tasks
+    ]
     rows = None if cfg.fresh else current_scores(paths.run, wanted)
     reused = rows is not None
     if rows is None:
@@ -48,6 +51,7 @@ def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> 
                         card=paths.card(t.task),
                         on_episode=on_episode(update),
                         max_steps=t.max_steps,  # as the card and the dataset were cut
+                        past_steps=t.eval_past_steps,
                     )
                 )
         with warnings.catch_warnings():  # a family of random-expert tasks has no mean score
