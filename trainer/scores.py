@@ -81,6 +81,10 @@ class EvalRow:
         else:
             score = "no score (the expert is no better than random)"
         success = "" if self.success_rate is None else f", success {self.success_rate:.2f}"
+        if self.past_steps == 0:
+            success += ", acting on the present observation alone"
+        elif self.past_steps is not None:
+            success += f", seeing at most {self.past_steps} earlier timesteps"
         return (
             f"{self.task}: return {self.return_mean:.1f} ± {self.return_std:.1f} over "
             f"{self.episodes} episodes{success} (expert {self.expert_return:.1f}, random "

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kibble.trainer.scores import EvalRow
+
 KIBBLE = Path(sys.executable).parent / "kibble"
 SMALL_MODEL = "{layers: 2, heads: 2, width: 32, ff: 64, patch_hidden: 8}"
 
@@ -40,6 +42,12 @@ def test_train_then_eval(cartpole_dataset, write_mixture, tmp_path):
     done = kibble("eval", run, "--task", "gym/CartPole-v1", "--episodes", "1", "--past-steps", "0")
     assert done.returncode == 0, done.stderr
     assert "timesteps the model saw when acting" in done.stdout and "CartPole-v1 (0)" in done.stdout
+    assert (
+        "acting on the present observation alone"
+        in EvalRow.from_dict(
+            json.loads((run / "eval" / "gym__CartPole-v1.json").read_text())
+        ).line()
+    )
     saved = json.loads((run / "eval" / "gym__CartPole-v1.json").read_text())
     assert saved["past_steps"] == 0
 

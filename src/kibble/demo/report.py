@@ -114,8 +114,13 @@ def write_demo_report(cfg: DemoConfig, paths: DemoPaths, results: list[StageResu
     md += [
         "## Scores",
         "",
-        "The generalist plays each task, prompted with a demonstration from the dataset; "
-        "score = 100 x (R - R_random) / (R_expert - R_random) from the expert cards. Tasks "
+        "The generalist plays each task, "
+        + (
+            "prompted with a demonstration from the dataset; "
+            if cfg.prompt_fraction > 0
+            else "without a demonstration prompt (it trained without them); "
+        )
+        + "score = 100 x (R - R_random) / (R_expert - R_random) from the expert cards. Tasks "
         "whose expert is the random policy have no score (nan below), only returns.",
         "",
     ]
