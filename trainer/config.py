@@ -61,6 +61,7 @@ MODEL_SIZES: dict[str, ModelConfig] = {
 
 SAMPLING = ("timesteps", "tasks")
 ACTION_LOGITS = ("full", "legal")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class MixtureConfig:
     log_every: int = 10  # steps between TensorBoard points
     checkpoint_every: int = 250  # steps between checkpoints (and always at the end)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
+    # Matrix products in training: "bfloat16" (autocast; weights, optimizer and loss stay
+    # float32), "float32", or "auto" (bfloat16 on a GPU, float32 on a CPU).
+    precision: str = "auto"
     compile: bool | None = None  # torch.compile; default on a GPU only
     cache_row_groups: int = 64  # Parquet row groups the loader keeps decoded
     max_minutes: float | None = None  # stop (and checkpoint) after this much training time
@@ -245,7 +249,11 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
                 f"got {raw['betas']!r}"
             )
         values["betas"] = (float(b[0]), float(b[1]))
-    for key, choices in (("sampling", SAMPLING), ("action_logits", ACTION_LOGITS)):
+    for key, choices in (
+        ("sampling", SAMPLING),
+        ("action_logits", ACTION_LOGITS),
+        ("precision", PRECISIONS),
+    ):
         if key in raw:
             v = want(where, key, raw[key], str, " or ".join(choices))
             if v not in choices:

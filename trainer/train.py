@@ -125,6 +125,11 @@ class Distributed:
         )
 
 
+def bfloat16(precision: str, device: torch.device) -> bool:
+    """Whether training autocasts to bfloat16 (``precision`` "auto": on a GPU only)."""
+    return precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
+
+
 def train(
     config: MixtureConfig,
     run_dir: str | Path,
@@ -218,7 +223,9 @@ def _train(
             find_unused_parameters=True,
         )
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if bfloat16(config.precision, device)
+        else nullcontext()
     )
     families = sorted({t.family for t in data.tasks})
     family_of_task = torch.tensor([families.index(t.family) for t in data.tasks], device=device)

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from kibble.errors import KibbleError
 from kibble.trainer.config import DatasetSpec, MixtureConfig, ModelConfig
@@ -63,3 +64,22 @@ def test_a_checkpoint_of_another_model_config_is_an_error(cartpole_dataset, tmp_
     other = ModelConfig(layers=3, heads=2, width=32, ff=64, patch_hidden=8)
     with pytest.raises(KibbleError, match="another model config"):
         train(config(cartpole_dataset, steps=2, model=other), run)
+
+
+def test_bfloat16_precision_trains_on_a_cpu_with_float32_weights(cartpole_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    train(config(cartpole_dataset, steps=6), tmp_path / "f32")
+    train(config(cartpole_dataset, steps=6, precision="bfloat16"), tmp_path / "bf16")
+    f32, bf16 = losses(tmp_path / "f32"), losses(tmp_path / "bf16")
+    assert all(abs(a - b) < 0.1 for a, b in zip(f32, bf16, strict=True))  # the same training
+    assert f32 != bf16  # computed with bfloat16 products: not bit-equal
+    weights = load_file(str(tmp_path / "bf16" / "checkpoint" / "model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_an_unknown_precision_is_a_clear_error():
+    from kibble.trainer.config import parse_mixture
+
+    with pytest.raises(KibbleError, match="precision: expected auto or float32 or bfloat16"):
+        parse_mixture({"datasets": ["d"], "precision": "fp8"}, "m.yaml")
