@@ -151,6 +151,7 @@ class MixtureData:
             "episodes_of_task": {int(t): np.flatnonzero(task == t) for t in np.unique(task)},
             # For sampling by task: each task's episodes' cumulative lengths.
             "task_cumulative": {int(t): np.cumsum(length[task == t]) for t in np.unique(task)},
+            "task_keys": [int(t) for t in np.unique(task)],  # the tasks drawn from, in order
         }
 
     def _task(
@@ -203,12 +204,13 @@ class MixtureData:
                 f"{self.config.source}: task_weights: {', '.join(unknown)} is not in the "
                 f"mixture's datasets; its tasks are: {', '.join(sorted(names))}"
             )
-        for ep in self.episodes:
-            weight = np.array([task_weights.get(info.task, 1.0) for info in self.tasks])
-            keys = list(ep["task_cumulative"])
-            p = weight[keys]
-            ep["task_p"] = p / p.sum()
-            ep["weighted_cumulative"] = np.cumsum(ep["length"] * weight[ep["task"]])
+        weight = np.array([task_weights.get(info.task, 1.0) for info in self.tasks])
+        for ep in self.episodes:  # only what the mixture's sampling draws from
+            if self.config.sampling == "tasks":
+                p = weight[ep["task_keys"]]
+                ep["task_p"] = p / p.sum()
+            else:
+                ep["weighted_cumulative"] = np.cumsum(ep["length"] * weight[ep["task"]])
 
     @property
     def num_episodes(self) -> int:
@@ -276,7 +278,7 @@ class MixtureData:
         if self.config.sampling == "tasks":
             # Each task of the dataset an equal share (or its task_weights share), whatever
             # its number of timesteps; inside it, a uniform timestep.
-            keys = list(ep["task_cumulative"])
+            keys = ep["task_keys"]
             t = int(rng.choice(keys, p=ep["task_p"]) if "task_p" in ep else rng.choice(keys))
             cumulative, members = ep["task_cumulative"][t], ep["episodes_of_task"][t]
             e = int(members[np.searchsorted(cumulative, rng.integers(cumulative[-1]), "right")])
