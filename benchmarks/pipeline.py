@@ -35,7 +35,7 @@ def bare_loop(task_id: str, expert: str, max_steps: int | None, indices: list[in
     """Reset, act, step; nothing recorded. Returns the number of steps."""
     from kibble.envs import get_task
     from kibble.experts.sources import load_expert
-    from kibble.pipelines.stages import episode_seed
+    from kibble.experts.rollout import episode_seed
 
     task = get_task(task_id)
     env = task.make()

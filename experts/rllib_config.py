@@ -17,7 +17,7 @@ from gymnasium import spaces
 from kibble.envs import describe_space, get_task
 from kibble.errors import KibbleError
 from kibble.experts.rllib_policy import module_observation_space
-from kibble.tokenize.spaces import is_image_space
+from kibble.tokenize.codecs import is_image_space
 
 ALGORITHMS = ("PPO", "SAC")
 

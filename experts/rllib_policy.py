@@ -27,7 +27,7 @@ from gymnasium import spaces
 
 from kibble.envs.registry import describe_space
 from kibble.errors import KibbleError
-from kibble.tokenize.spaces import is_image_space
+from kibble.tokenize.codecs import is_image_space
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from kibble.experts.rllib_policy import (
     UnitFloatImages,
     read_expert_metadata,
 )
-from kibble.tokenize.spaces import is_image_space
+from kibble.tokenize.codecs import is_image_space
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ reset here is seeded; RLlib's own training loop is another matter).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,12 @@ class EpisodeJob:
 def make_episode_id(task: str, base_seed: int, index: int) -> str:
     """Stable id of the ``index``-th episode of ``task`` in a job with base seed ``base_seed``."""
     return f"{task}#s{base_seed}#{index:06d}"
+
+
+def episode_seed(base_seed: int, task: str, index: int) -> int:
+    """The reset seed of episode ``index`` of ``task``: from (base seed, task, index) only."""
+    seq = np.random.SeedSequence([base_seed, zlib.crc32(task.encode()), index])
+    return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def stack_values(values: list[Any]) -> Any:

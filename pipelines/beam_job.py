@@ -7,7 +7,7 @@ Each step is a labelled PTransform over small records (``Shard``, ``EpisodeOutco
 ``Threshold``); tokens and pixels never travel through Beam: rollout workers write
 them to staging Parquet files and the filter step copies kept rows from there, so
 memory does not grow with the dataset. The launcher then writes ``rejected/``, the
-manifest and the card, and publishes the finished dataset (``kibble.pipelines.dataset``:
+manifest and the card, and publishes the finished dataset (``kibble.pipelines.publish``:
 a rename for local paths; for URLs, copies with ``manifest.json`` last).
 
 Staging lives beside the output, on the output's filesystem, so with a ``gs://``
@@ -46,11 +46,11 @@ from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import read_card
 from kibble.experts.sources import ExpertSource, load_expert, parse_source
-from kibble.pipelines import dataset, guard, plots, remote, stages
+from kibble.pipelines import guard, plots, publish, remote, stages
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.local import STAGING, finish_dataset
 from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
-from kibble.schemas import dataset as layout
+from kibble.schemas import layout
 
 log = logging.getLogger(__name__)
 SUMMARIES = ".summaries"
@@ -126,7 +126,7 @@ class FinalizeShard(beam.DoFn):
         out_file = stages.shard_file(self.root, layout.DATA_DIR, task, shard_index)
         if stages.finalize_shard(staging, [o.episode_id for o in kept], out_file):
             rel = stages.shard_name(layout.DATA_DIR, task, shard_index)
-            yield dataset.file_entry(self.root, rel)
+            yield publish.file_entry(self.root, rel)
 
 
 class ThresholdPerTask(beam.PTransform):
@@ -147,7 +147,7 @@ class ThresholdPerTask(beam.PTransform):
 
 
 def _write_json(value, path: str) -> None:
-    dataset.write_bytes(path, json.dumps(value).encode())
+    publish.write_bytes(path, json.dumps(value).encode())
 
 
 def _summary_file(root: str, task: str) -> str:
@@ -160,7 +160,7 @@ def _write_summary(element, thresholds: dict[str, Threshold], root: str) -> None
         "threshold": asdict(thresholds[task]),
         "outcomes": [asdict(o) for o in sorted(outcomes, key=lambda o: o.index)],
     }
-    dataset.write_bytes(_summary_file(root, task), json.dumps(body).encode())
+    publish.write_bytes(_summary_file(root, task), json.dumps(body).encode())
 
 
 def default_options(argv: list[str], output: str | None = None) -> PipelineOptions:
@@ -266,7 +266,7 @@ def _assemble(config: DatasetConfig, root: str) -> dict:
         plots.return_histogram(root, job.task, outs, threshold)
         rejected += stages.rejected_rows(outs, threshold)
     for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
-        dataset.remove(layout.join(root, scratch))
+        publish.remove(layout.join(root, scratch))
     return finish_dataset(root, config.name, config.as_dict(), tasks, rejected, known_files)
 
 
@@ -292,8 +292,8 @@ def run(
     cards = {job.task: read_card(job.card) for job in config.tasks if job.card}
     log_file = guard.log_location(out, config.name)
     with guard.interruptible(out) as state, guard.output_lock(out):
-        dataset.check_output(out)
-        root = dataset.staging_location(out)
+        publish.check_output(out)
+        root = publish.staging_location(out)
         try:
             if remote.is_remote(options):
                 rollout_jobs = remote.ship_experts(config.tasks, root)
@@ -313,12 +313,12 @@ def run(
             manifest = _assemble(config, root)
             fault_point("staged")
             with state.publishing():
-                dataset.publish(root, out)
+                publish.publish(root, out)
         except BaseException as e:
             if isinstance(e, guard.Interrupted):
                 guard.silence_beam(log_file)  # its threads report the workers' end
                 guard.stop_children()  # no worker may write to staging after it goes
-            dataset.remove(root, quiet=True)
+            publish.remove(root, quiet=True)
             raise
     if not layout.is_url(out) and not keep_log:
         log_file.unlink(missing_ok=True)  # nothing to look at: the job succeeded

@@ -22,7 +22,7 @@ from typing import Any
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.sources import BOT, SCRIPTED, parse_source
-from kibble.schemas.dataset import is_url
+from kibble.schemas.layout import is_url
 
 BYTES_PER_EPISODE = 4096
 """Launcher memory an episode costs (its outcome, its summary and rejected rows): the

@@ -255,7 +255,7 @@ def reusable_dataset(config: DatasetConfig) -> dict | None:
     import json
 
     from kibble.experts.card import read_card
-    from kibble.schemas.dataset import read_manifest, task_entries
+    from kibble.schemas.layout import read_manifest, task_entries
 
     try:
         manifest = read_manifest(config.output)

@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from kibble.schemas.records import Episode
-from kibble.tokenize.spaces import get_leaf, leaf_codecs
+from kibble.tokenize.codecs import get_leaf, leaf_codecs
 
 EMPTY = "empty"
 LENGTH_MISMATCH = "length_mismatch"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kibble.atomic import hold
 from kibble.errors import KibbleError
-from kibble.schemas.dataset import MANIFEST, is_url
+from kibble.schemas.layout import MANIFEST, is_url
 
 log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -19,10 +19,11 @@ import pyarrow as pa
 
 from kibble.atomic import fault_point
 from kibble.errors import KibbleError
-from kibble.pipelines import card, dataset, filtering, guard, plots, stages, viewer
+from kibble.pipelines import dataset_card, filtering, guard, plots, publish, stages
+from kibble.reading import viewer
 from kibble.pipelines.checks import check_episodes, check_job
 from kibble.pipelines.stages import TaskJob, episode_seed
-from kibble.schemas import dataset as layout
+from kibble.schemas import layout
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA
 from kibble.schemas.parquet import EpisodeFileWriter
 from kibble.schemas.records import Episode
@@ -49,10 +50,10 @@ def finish_dataset(
         layout.join(root, layout.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
     ) as writer:
         writer.write(pa.Table.from_pylist(rejected, schema=REJECTED_EPISODE_SCHEMA))
-    manifest = dataset.write_manifest(root, name, config, tasks, known_files)
+    manifest = publish.write_manifest(root, name, config, tasks, known_files)
     for task in tasks:  # views/: read back through the manifest, so after it
         viewer.card_view(root, task)
-    card.write_dataset_card(root, manifest)
+    dataset_card.write_dataset_card(root, manifest)
     return manifest
 
 
@@ -71,7 +72,7 @@ def curate(
     on_episode: Callable[[Episode], None] | None = None,
 ) -> dict:
     """Curate every task into a dataset at ``out`` (a path or URL; replaced as a whole,
-    see ``kibble.pipelines.dataset``); returns the manifest."""
+    see ``kibble.pipelines.publish``); returns the manifest."""
     check_fraction(fraction)
     for job in jobs:
         try:
@@ -80,8 +81,8 @@ def curate(
             raise KibbleError(f"{job.task} (expert {job.expert}): {e}") from e
     check_episodes(sum(job.episodes for job in jobs))
     with guard.interruptible(out) as state, guard.output_lock(out):
-        dataset.check_output(out)
-        root = dataset.staging_location(out)
+        publish.check_output(out)
+        root = publish.staging_location(out)
         try:
             tasks, rejected = {}, []
             for job in jobs:
@@ -96,14 +97,14 @@ def curate(
                 tasks[job.task] = stages.task_entry(job, outcomes, threshold, files).to_dict()
                 plots.return_histogram(root, job.task, outcomes, threshold)
                 rejected += stages.rejected_rows(outcomes, threshold)
-            dataset.remove(layout.join(root, STAGING))
+            publish.remove(layout.join(root, STAGING))
             config = {"name": name, "seed": base_seed, "filter": {"fraction": fraction},
                       "tasks": [asdict(j) for j in jobs]}  # fmt: skip
             manifest = finish_dataset(root, name, config, tasks, rejected)
             fault_point("staged")
             with state.publishing():
-                dataset.publish(root, out)
+                publish.publish(root, out)
         except BaseException:
-            dataset.remove(root, quiet=True)
+            publish.remove(root, quiet=True)
             raise
     return manifest

@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 
-from kibble.pipelines.dataset import write_bytes
+from kibble.schemas.layout import write_bytes
 from kibble.pipelines.stages import EpisodeOutcome, Threshold, is_kept
-from kibble.schemas.dataset import RETURNS_DIR, join, task_dir_name
+from kibble.schemas.layout import RETURNS_DIR, join, task_dir_name
 
 log = logging.getLogger(__name__)
 PLOTS_DIR = RETURNS_DIR

@@ -38,7 +38,7 @@ from kibble.errors import KibbleError
 from kibble.experts.sb3_setup import check_portable, companion_files
 from kibble.experts.sources import ExpertSource, parse_source
 from kibble.pipelines.stages import TaskJob
-from kibble.schemas import dataset as layout
+from kibble.schemas import layout
 
 log = logging.getLogger(__name__)
 

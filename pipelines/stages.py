@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,17 +33,23 @@ from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import ExpertCard, read_card
 from kibble.experts.policy import Policy
-from kibble.experts.rollout import ActionNoise, EpisodeJob, make_episode_id, run_episodes
+from kibble.experts.rollout import (
+    ActionNoise,
+    EpisodeJob,
+    episode_seed,
+    make_episode_id,
+    run_episodes,
+)
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
 from kibble.pipelines.episode_validation import BELOW_THRESHOLD, validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
-from kibble.schemas.dataset import TaskEntry, join, task_dir_name
+from kibble.schemas.layout import TaskEntry, join, task_dir_name
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
 from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
-from kibble.schemas.spaces import as_native, describe_space, flatten
+from kibble.schemas.raw_values import as_native, describe_space, flatten
 from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
-from kibble.tokenize.spaces import text_tokenizer
+from kibble.tokenize.codecs import text_tokenizer
 
 
 @dataclass
@@ -165,12 +170,6 @@ def text_model_record(observation_space: spaces.Space, text_model: str | None) -
             "pieces": text_tokenizer(str(path)).vocab_size,
         }
     }
-
-
-def episode_seed(base_seed: int, task: str, index: int) -> int:
-    """The reset seed of episode ``index`` of ``task``: from (base seed, task, index) only."""
-    seq = np.random.SeedSequence([base_seed, zlib.crc32(task.encode()), index])
-    return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def plan_shards(job: TaskJob, episodes_per_shard: int) -> Iterator[Shard]:

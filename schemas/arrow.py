@@ -26,7 +26,7 @@ Raw values: kept rows also store the step's raw observation and action
 (``observation``, ``action``: list<float64>, the non-image, non-text leaves flattened in
 token order; ``texts``: list<string>, the text leaves), so tokens can be recomputed
 from them bit for bit; the manifest describes the spaces that give them back their
-dtypes and shapes (``kibble.schemas.spaces``). Written without raw values
+dtypes and shapes (``kibble.schemas.raw_values``). Written without raw values
 (``raw_values: false``) the three columns hold empty lists: one schema for every file.
 
 Row-group sizing: see ``kibble.schemas.parquet.rows_per_group``: row groups hold
@@ -53,7 +53,7 @@ from gymnasium import spaces
 
 from kibble.errors import SchemaError
 from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
-from kibble.tokenize.spaces import ImageCodec, get_leaf, leaf_codecs
+from kibble.tokenize.codecs import ImageCodec, get_leaf, leaf_codecs
 
 SCHEMA_VERSION = "2"
 METADATA_SCHEMA = b"kibble.schema"

@@ -37,7 +37,7 @@ from kibble.schemas.arrow import (
     TOKENIZED_EPISODE_SCHEMA,
     list_column_to_numpy,
 )
-from kibble.schemas.dataset import (
+from kibble.schemas.layout import (
     DATA_DIR,
     MANIFEST,
     TaskEntry,
@@ -50,7 +50,7 @@ from kibble.schemas.dataset import (
     task_entries,
 )
 from kibble.schemas.parquet import filesystem_and_path
-from kibble.schemas.spaces import space_from_description, table_images, unflatten
+from kibble.schemas.raw_values import space_from_description, table_images, unflatten
 from kibble.schemas.validate import validate_schema
 
 DAMAGED_ADVICE = (
@@ -208,7 +208,7 @@ class DataFile:
 
 
 SpacesOf = dict[str, tuple[dict | None, dict | None]]
-"""Task id -> its observation and action space descriptions (``kibble.schemas.spaces``)."""
+"""Task id -> its observation and action space descriptions (``kibble.schemas.raw_values``)."""
 
 
 # -- one episode ----------------------------------------------------------------------------
@@ -411,7 +411,7 @@ class CuratedDataset:
 
     def space_descriptions(self, task_id: str) -> tuple[dict | None, dict | None]:
         """The manifest's (observation, action) space descriptions of a task
-        (``kibble.schemas.spaces.describe_space``); None where the manifest has none."""
+        (``kibble.schemas.raw_values.describe_space``); None where the manifest has none."""
         extra = self.task(task_id).extra
         return extra.get("observation_space"), extra.get("action_space")
 

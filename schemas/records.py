@@ -55,7 +55,7 @@ class Episode:
 @dataclass
 class RawSteps:
     """The raw values of T timesteps, as the tokenized schema stores them beside the tokens
-    (docs/format.md section 8; ``kibble.schemas.spaces.flatten`` makes them).
+    (docs/format.md section 8; ``kibble.schemas.raw_values.flatten`` makes them).
 
     observation: (T, n) float64, the non-image, non-text observation leaves flattened
     row-major in token order. action: (T, m) float64, likewise. texts: (T, k) str, the

@@ -15,7 +15,7 @@ import pytest
 
 from kibble.experts.card import read_card
 from kibble.schemas import check_file
-from kibble.schemas.dataset import read_manifest
+from kibble.schemas.layout import read_manifest
 
 KIBBLE = Path(sys.executable).parent / "kibble"
 TASKS = {

@@ -11,7 +11,7 @@ MODULES = [
     "kibble.tokenize.images",
     "kibble.tokenize.episode",
     "kibble.schemas.parquet",
-    "kibble.schemas.dataset",
+    "kibble.schemas.layout",
     "kibble.experts.sources",
 ]
 

@@ -139,7 +139,7 @@ def finite_width(low: ArrayLike, high: ArrayLike) -> NDArray[np.bool_]:
     """Per element: are both bounds finite and ``high - low`` finite in float64?
 
     Bounds such as +-1e308 are finite but their width overflows; the linear rescale
-    cannot bin them, so :mod:`kibble.tokenize.spaces` treats such a Box as unbounded.
+    cannot bin them, so :mod:`kibble.tokenize.codecs` treats such a Box as unbounded.
     """
     lo = np.asarray(low, dtype=np.float64)
     hi = np.asarray(high, dtype=np.float64)

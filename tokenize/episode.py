@@ -19,7 +19,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from kibble.errors import TokenizeError
-from kibble.tokenize.spaces import ImageCodec, LeafCodec, Role, TextCodec, get_leaf, leaf_codecs
+from kibble.tokenize.codecs import ImageCodec, LeafCodec, Role, TextCodec, get_leaf, leaf_codecs
 from kibble.tokenize.vocab import SEPARATOR
 
 

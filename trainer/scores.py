@@ -20,7 +20,7 @@ import numpy as np
 
 from kibble.atomic import swap_in
 from kibble.errors import KibbleError
-from kibble.schemas.dataset import task_dir_name
+from kibble.schemas.layout import task_dir_name
 
 EVAL_DIR = "eval"
 """``RUN_DIR/eval``: a JSON per task, summary.json, scores.md and scores.png."""

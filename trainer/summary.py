@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kibble.errors import KibbleError
-from kibble.schemas.dataset import read_manifest
+from kibble.schemas.layout import read_manifest
 from kibble.trainer.checkpoint import CHECKPOINT, read_state
 from kibble.trainer.config import MixtureConfig
 

@@ -23,7 +23,7 @@ import os
 from typing import TYPE_CHECKING
 
 from kibble.errors import KibbleError
-from kibble.schemas.dataset import TaskEntry
+from kibble.schemas.layout import TaskEntry
 from kibble.schemas.reader import CuratedDataset, EpisodeRecord
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from kibble.pipelines.card import task_configs
-from kibble.pipelines.inspection import inspect_dataset, sample_values
+from kibble.pipelines.dataset_card import task_configs
+from kibble.reading.inspection import inspect_dataset, sample_values
 from kibble.pipelines.local import TaskJob, curate
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA, TOKENIZED_EPISODE_SCHEMA
-from kibble.schemas.dataset import task_entries
+from kibble.schemas.layout import task_entries
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # before `datasets` is first imported
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

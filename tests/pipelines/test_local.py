@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from kibble.errors import KibbleError
-from kibble.pipelines.inspection import inspect_dataset
+from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.local import TaskJob, curate, episode_seed
-from kibble.schemas.dataset import sha256
+from kibble.schemas.layout import sha256
 
 
 class GlitchyEnv(gym.Env):

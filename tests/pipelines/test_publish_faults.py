@@ -16,7 +16,7 @@ import pytest
 
 from kibble.atomic import hold, recover
 from kibble.errors import KibbleError
-from kibble.pipelines.inspection import inspect_dataset
+from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.local import curate
 from kibble.pipelines.stages import TaskJob
 

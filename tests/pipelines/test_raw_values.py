@@ -12,8 +12,8 @@ from kibble.envs import get_task
 from kibble.errors import KibbleError, SchemaError
 from kibble.pipelines.config import load_config
 from kibble.pipelines.local import TaskJob, curate
-from kibble.schemas.dataset import read_manifest
-from kibble.schemas.spaces import space_from_description, table_values
+from kibble.schemas.layout import read_manifest
+from kibble.schemas.raw_values import space_from_description, table_values
 from kibble.tokenize.episode import EpisodeTokenizer
 
 # One small task of every family kibble has (src/kibble/envs/registry.py), random experts.

@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from kibble.errors import KibbleError
-from kibble.pipelines import dataset, remote
+from kibble.pipelines import publish, remote
 from kibble.pipelines.beam_job import default_options, run
 from kibble.pipelines.config import load_config
-from kibble.pipelines.inspection import inspect_dataset
+from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.stages import EpisodeOutcome, TaskJob, task_threshold
-from kibble.schemas import dataset as layout
+from kibble.schemas import layout
 
 KIBBLE = Path(sys.executable).parent / "kibble"
 
@@ -74,7 +74,7 @@ def test_url_output_is_the_local_dataset_and_reruns_leave_nothing_behind(tmp_pat
     ]
     assert remote_["tasks"] == local["tasks"]
     for entry in remote_["files"]:  # entries made by the workers hold for the files
-        assert dataset.file_entry(url, entry["path"]) == entry
+        assert publish.file_entry(url, entry["path"]) == entry
     rows = _episodes_and_tokens(url)
     assert rows == _episodes_and_tokens(str(tmp_path / "local")) and len(rows) > 0
     assert layout.read_manifest(url) == remote_
@@ -173,7 +173,7 @@ def _stores(die_on_copy=None):
 
 def test_publish_by_copy_replaces_the_dataset_and_commits_with_the_manifest():
     handler, fs, src, dst = _stores()
-    dataset.publish_by_copy(fs, src, dst)
+    publish.publish_by_copy(fs, src, dst)
     assert _read_all(fs, dst) == NEW
     assert fs.get_file_info(f"{dst}/data/gym__B").type == pafs.FileType.NotFound
     assert fs.get_file_info(src).type == pafs.FileType.NotFound
@@ -186,26 +186,26 @@ def test_publish_by_copy_replaces_the_dataset_and_commits_with_the_manifest():
 def test_a_publish_killed_midway_leaves_no_manifest_and_a_rerun_completes(die_on_copy):
     handler, fs, src, dst = _stores(die_on_copy)
     with pytest.raises(KeyboardInterrupt):
-        dataset.publish_by_copy(fs, src, dst)
+        publish.publish_by_copy(fs, src, dst)
     left = _read_all(fs, dst)
     assert "manifest.json" not in left  # incomplete, and marked so
     assert set(left) <= set(NEW)  # nothing of the old dataset's that the new one lacks
     handler.die_on_copy = None
-    dataset.publish_by_copy(fs, src, dst)  # the rerun's staging holds the same files
+    publish.publish_by_copy(fs, src, dst)  # the rerun's staging holds the same files
     assert _read_all(fs, dst) == NEW
 
 
 def test_url_mistakes_are_one_paragraph_errors(tmp_path):
     with pytest.raises(KibbleError, match="cannot use nosuch://b/ds: Unrecognized filesystem"):
-        dataset.check_output("nosuch://b/ds")
+        publish.check_output("nosuch://b/ds")
     with pytest.raises(KibbleError, match="is a bucket"):
-        dataset.staging_location("gs://bucket/")
+        publish.staging_location("gs://bucket/")
     (tmp_path / "ds").mkdir()
     with pytest.raises(KibbleError, match="did not finish"):
         layout.read_manifest(f"file://{tmp_path}/ds")
     (tmp_path / "ds" / "notes.txt").write_text("mine")
     with pytest.raises(KibbleError, match=r"not part of a kibble dataset \(notes.txt\)"):
-        dataset.check_output(f"file://{tmp_path}/ds")
+        publish.check_output(f"file://{tmp_path}/ds")
 
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG.format(out=tmp_path / "x", episodes=2))
@@ -223,7 +223,7 @@ def test_join_keeps_url_queries_at_the_end():
         layout.join("s3://b/ds?region=x", "data", "p.parquet")
         == "s3://b/ds/data/p.parquet?region=x"
     )
-    staging = dataset.staging_location("s3://b/sets/ds?region=x")
+    staging = publish.staging_location("s3://b/sets/ds?region=x")
     assert staging.startswith("s3://b/sets/.ds.staging-") and staging.endswith("?region=x")
 
 

@@ -60,7 +60,7 @@ def rollout(
     """Roll an expert out in one process (no Beam): validate, filter, tokenize, write a dataset."""
     from kibble.experts.sources import parse_source
     from kibble.pipelines.local import TaskJob, curate
-    from kibble.schemas.dataset import task_entries
+    from kibble.schemas.layout import task_entries
 
     if parse_source(expert).uses_ray:
         _quiet_ray()
@@ -103,7 +103,7 @@ def pipeline_run(
     """
     from kibble.pipelines.config import load_config
     from kibble.pipelines.guard import Interrupted, log_location
-    from kibble.schemas.dataset import task_entries
+    from kibble.schemas.layout import task_entries
 
     cfg = load_config(config, output=out)
     log_file = log_location(cfg.output, cfg.name)
@@ -161,7 +161,7 @@ def inspect(
     """Summarise a dataset and verify it: every file against the manifest (sha256, rows,
     bytes), the manifest's counts against the files, every file against its schema.
     Exits 1 naming each mismatch."""
-    from kibble.pipelines.inspection import inspect_dataset
+    from kibble.reading.inspection import inspect_dataset
 
     report = inspect_dataset(dataset_dir, quick=quick)
     typer.echo(f"{dataset_dir}: schema version {', '.join(sorted(report.schema_versions))}")
@@ -187,7 +187,7 @@ def inspect(
 
 
 def _echo_columns_and_samples(report) -> None:
-    from kibble.pipelines.inspection import sample_values
+    from kibble.reading.inspection import sample_values
 
     what = {"data": "kept timesteps, one row per step", "rejected": "one row per episode"}
     for top, columns in report.columns.items():
@@ -235,7 +235,7 @@ def view(
     """Draw one kept episode of a dataset: a video of its image observations, one frame per
     step with the step, the action and the reward written under it, or a plot of its raw
     observation and action values and its rewards (the picture for a task without images)."""
-    from kibble.pipelines.viewer import ViewConfig, view_episode
+    from kibble.reading.viewer import ViewConfig, view_episode
 
     config = ViewConfig(fps=fps, max_steps=max_steps)
     done = view_episode(dataset_dir, task, out, episode, config)
@@ -283,7 +283,7 @@ def export(
     task's spaces, and ref_min_score/ref_max_score from the task's expert card. Minari
     episodes hold the observation after the last action and kibble does not record it, so
     each episode is exported without its last step (kept in the episode's metadata)."""
-    from kibble.pipelines.export import export_dataset
+    from kibble.reading.export import export_dataset
 
     result = export_dataset(dataset_dir, format, out, task, episode)
     for t in result.tasks:

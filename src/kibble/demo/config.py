@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kibble.schemas.dataset import task_dir_name
+from kibble.schemas.layout import task_dir_name
 
 RLLIB = "rllib"  # a DemoTask expert: trained by the demo with RLlib
 

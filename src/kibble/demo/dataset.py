@@ -44,7 +44,7 @@ def dataset_config_text(cfg: DemoConfig, paths: DemoPaths) -> str:
 def build_dataset(cfg: DemoConfig, paths: DemoPaths, display: Display) -> StageResult:
     """Run the Beam curation job (local runner, all cores) into ``OUT/dataset``."""
     from kibble.pipelines.config import load_config, reusable_dataset
-    from kibble.schemas.dataset import task_entries
+    from kibble.schemas.layout import task_entries
 
     started = time.monotonic()
     paths.dataset_config.parent.mkdir(parents=True, exist_ok=True)

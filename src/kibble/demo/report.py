@@ -24,7 +24,7 @@ from kibble.demo.stage import StageResult, duration, fmt, in_order
 def write_demo_report(cfg: DemoConfig, paths: DemoPaths, results: list[StageResult]) -> StageResult:
     """``report.md`` and ``report.json``: cards, dataset, training, scores, timings."""
     from kibble.experts.card import read_card
-    from kibble.schemas.dataset import RETURNS_DIR, read_manifest, task_dir_name, task_entries
+    from kibble.schemas.layout import RETURNS_DIR, read_manifest, task_dir_name, task_entries
     from kibble.trainer.scores import EVAL_DIR, read_scores, score_table, summarize
     from kibble.trainer.summary import read_metrics, read_summary
 

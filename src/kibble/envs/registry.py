@@ -26,7 +26,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from kibble.errors import KibbleError
-from kibble.tokenize.spaces import is_image_space
+from kibble.tokenize.codecs import is_image_space
 from kibble.versions import package_versions
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from kibble.pipelines.inspection import inspect_dataset
+from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.local import TaskJob, curate
 
 DATA = "data/gym__CartPole-v1/part-00000.parquet"

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from kibble.cli import app
 from kibble.errors import KibbleError
 from kibble.experts.card import ReturnStats, make_card, write_card
-from kibble.pipelines.export import export_dataset
-from kibble.pipelines.export_minari import dataset_id
+from kibble.reading.export import export_dataset
+from kibble.reading.export_minari import dataset_id
 from kibble.pipelines.local import TaskJob, curate
 
 CARTPOLE, PENDULUM = "gym/CartPole-v1", "gym/Pendulum-v1"

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from kibble.errors import KibbleError
-from kibble.pipelines.dataset import write_bytes
-from kibble.schemas.dataset import VIEWS_DIR, join, task_dir_name
+from kibble.schemas.layout import write_bytes
+from kibble.schemas.layout import VIEWS_DIR, join, task_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def _unknown_episode(ds, files: list[dict], task: str, episode_id: str) -> str:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from kibble.schemas.dataset import REJECTED_DIR, resolve
+    from kibble.schemas.layout import REJECTED_DIR, resolve
 
     message = f"episode {episode_id!r} is not a kept episode of {task} in {ds.location}"
     fs, path = resolve(join(ds.location, REJECTED_DIR, "part-00000.parquet"))
@@ -198,7 +198,7 @@ def _episode(record, entry_extra: dict) -> Episode:
     """An EpisodeRecord -> what a view draws: image leaves cropped to their own size (the
     stored pixels are padded, docs/format.md section 5), plot labels from the manifest's
     space descriptions (docs/format.md section 9) where it has them."""
-    from kibble.schemas.spaces import crop_image
+    from kibble.schemas.raw_values import crop_image
 
     images = list(record.images)
     observation_space = entry_extra.get("observation_space")

@@ -15,9 +15,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
-from kibble.schemas import dataset as layout
+from kibble.schemas import layout
 from kibble.schemas.columns import type_name
-from kibble.schemas.dataset import (
+from kibble.schemas.layout import (
     DATA_DIR,
     FILE_FIELDS,
     MANIFEST,

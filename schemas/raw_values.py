@@ -37,7 +37,7 @@ from gymnasium import spaces
 
 from kibble.errors import SchemaError
 from kibble.schemas.arrow import list_column_to_numpy
-from kibble.tokenize.spaces import (
+from kibble.tokenize.codecs import (
     BoundedCodec,
     ContinuousCodec,
     DiscreteCodec,

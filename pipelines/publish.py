@@ -1,7 +1,7 @@
 """Writing a curated dataset (docs/format.md section 9), and publishing it safely on any filesystem.
 
 The layout and every read (``join``, ``list_files``, ``read_manifest``) live in
-``kibble.schemas.dataset``; this module writes and publishes.
+``kibble.schemas.layout``; this module writes and publishes.
 
 ``DIR`` is a local path or a URL that pyarrow's filesystems reach (``gs://``, ``s3://``,
 ``abfs://``, ``file:///...``). A dataset is assembled in a staging location beside
@@ -34,7 +34,7 @@ import kibble
 from kibble.atomic import recover, swap_in
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
-from kibble.schemas.dataset import (
+from kibble.schemas.layout import (
     LAYOUT,
     MANIFEST,
     is_url,
@@ -43,17 +43,10 @@ from kibble.schemas.dataset import (
     list_files,
     resolve,
     sha256,
+    write_bytes,
 )
 
 _DATASET_TOP = set(LAYOUT)
-
-
-def write_bytes(location: str | os.PathLike, data: bytes) -> None:
-    """Write a small file in one call (its parent directories are made as needed)."""
-    fs, path = resolve(location)
-    fs.create_dir(posixpath.dirname(path), recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(data)
 
 
 def remove(location: str | os.PathLike, quiet: bool = False) -> None:

@@ -17,8 +17,8 @@ from kibble.schemas import (
     tokenized_episode_to_table,
     write_episode_tables,
 )
-from kibble.schemas.dataset import check_schema_version
-from kibble.schemas.spaces import (
+from kibble.schemas.layout import check_schema_version
+from kibble.schemas.raw_values import (
     as_native,
     describe_space,
     flatten,

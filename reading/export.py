@@ -1,6 +1,6 @@
 """``kibble export``: a curated dataset written in another library's format.
 
-One format today, ``minari`` (:mod:`kibble.pipelines.export_minari`, docs/format.md
+One format today, ``minari`` (:mod:`kibble.reading.export_minari`, docs/format.md
 section 15): one Minari dataset per task under ``--out``, which is a Minari datasets root
 (``MINARI_DATASETS_PATH=OUT`` and ``minari.load_dataset(ID)``).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from kibble import atomic
 from kibble.errors import KibbleError
-from kibble.schemas.dataset import is_url
+from kibble.schemas.layout import is_url
 from kibble.schemas.reader import CuratedDataset
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def export_dataset(
     """
     fmt = check_format(fmt)
     out = check_output(out)
-    from kibble.pipelines import export_minari as writer
+    from kibble.reading import export_minari as writer
 
     ds = CuratedDataset(dataset)
     selection = select(ds, tasks, episode_ids)

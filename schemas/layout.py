@@ -19,7 +19,7 @@ Layout (docs/format.md section 9)::
 strings (``Path`` would fold ``gs://b`` into ``gs:/b``), so join them with :func:`join`.
 
 Everything that reads a dataset (the trainer, ``kibble inspect``, the demo, notebooks)
-uses this module; writing and publishing belong to ``kibble.pipelines.dataset``.
+uses this module; writing and publishing belong to ``kibble.pipelines.publish``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from dataclasses import asdict, dataclass, field, fields
 
 import pyarrow.fs as pafs
@@ -96,6 +97,14 @@ def read_bytes(location: str | os.PathLike) -> bytes:
     fs, path = resolve(location)
     with fs.open_input_stream(path) as f:
         return f.read()
+
+
+def write_bytes(location: str | os.PathLike, data: bytes) -> None:
+    """Write a small file in one call (its parent directories are made as needed)."""
+    fs, path = resolve(location)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
 
 
 def sha256(location: str | os.PathLike) -> str:

@@ -57,10 +57,10 @@ import gymnasium as gym
 import numpy as np
 
 from kibble.errors import KibbleError
-from kibble.pipelines.export import ExportedTask
-from kibble.pipelines.stages import episode_seed
+from kibble.reading.export import ExportedTask
+from kibble.experts.rollout import episode_seed
 from kibble.schemas.reader import CuratedDataset, EpisodeRecord
-from kibble.schemas.spaces import space_from_description
+from kibble.schemas.raw_values import space_from_description
 
 NAMESPACE = "kibble"
 DATA_FORMAT = "arrow"

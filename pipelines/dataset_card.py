@@ -15,10 +15,10 @@ import os
 
 import yaml
 
-from kibble.pipelines.dataset import write_bytes
+from kibble.schemas.layout import write_bytes
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA, TOKENIZED_EPISODE_SCHEMA
 from kibble.schemas.columns import markdown_table
-from kibble.schemas.dataset import (
+from kibble.schemas.layout import (
     CARD,
     DATA_DIR,
     REJECTED_DIR,
@@ -91,7 +91,7 @@ def _rows(manifest: dict, prefix: str) -> int:
 
 
 def space_summary(description: object) -> str:
-    """A manifest space description (``kibble.schemas.spaces.describe_space``) in one short
+    """A manifest space description (``kibble.schemas.raw_values.describe_space``) in one short
     line, ``Dict(image: Box(7, 7, 3) uint8 image, mission: Text)``; bounds are left to
     manifest.json."""
     tree = description.get("space") if isinstance(description, dict) else None
@@ -117,7 +117,7 @@ def _tree(tree: dict) -> str:
 
 def card_text(manifest: dict, plots: list[str], views: list[str] | None = None) -> str:
     """The whole README.md; ``plots``: the return histograms, ``views``: the episode
-    pictures (``kibble.pipelines.viewer``), both relative to their folder."""
+    pictures (``kibble.reading.viewer``), both relative to their folder."""
     tasks = task_entries(manifest)
     per_task = task_configs(manifest)
     example = next(iter(per_task), "gym__CartPole-v1")

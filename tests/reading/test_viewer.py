@@ -12,9 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from kibble.errors import KibbleError
-from kibble.pipelines.dataset import check_output
+from kibble.pipelines.publish import check_output
 from kibble.pipelines.local import TaskJob, curate
-from kibble.pipelines.viewer import CARD_VIEW, ViewConfig, ffmpeg_executable, view_episode
+from kibble.reading.viewer import CARD_VIEW, ViewConfig, ffmpeg_executable, view_episode
 from kibble.schemas.reader import CuratedDataset
 
 STARPILOT, CARTPOLE = "procgen/starpilot", "gym/CartPole-v1"
