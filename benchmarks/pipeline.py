@@ -34,8 +34,8 @@ TASKS = [("gym/CartPole-v1", "random", None), ("metaworld/reach-v3", "scripted",
 def bare_loop(task_id: str, expert: str, max_steps: int | None, indices: list[int]) -> int:
     """Reset, act, step; nothing recorded. Returns the number of steps."""
     from kibble.envs import get_task
-    from kibble.experts.sources import load_expert
     from kibble.experts.rollout import episode_seed
+    from kibble.experts.sources import load_expert
 
     task = get_task(task_id)
     env = task.make()

@@ -15,7 +15,6 @@ import os
 
 import yaml
 
-from kibble.schemas.layout import write_bytes
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA, TOKENIZED_EPISODE_SCHEMA
 from kibble.schemas.columns import markdown_table
 from kibble.schemas.layout import (
@@ -28,6 +27,7 @@ from kibble.schemas.layout import (
     list_files,
     task_dir_name,
     task_entries,
+    write_bytes,
 )
 
 LICENSE = "apache-2.0"

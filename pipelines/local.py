@@ -20,9 +20,9 @@ import pyarrow as pa
 from kibble.atomic import fault_point
 from kibble.errors import KibbleError
 from kibble.pipelines import dataset_card, filtering, guard, plots, publish, stages
-from kibble.reading import viewer
 from kibble.pipelines.checks import check_episodes, check_job
 from kibble.pipelines.stages import TaskJob, episode_seed
+from kibble.reading import viewer
 from kibble.schemas import layout
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA
 from kibble.schemas.parquet import EpisodeFileWriter

@@ -13,9 +13,8 @@ import os
 
 import numpy as np
 
-from kibble.schemas.layout import write_bytes
 from kibble.pipelines.stages import EpisodeOutcome, Threshold, is_kept
-from kibble.schemas.layout import RETURNS_DIR, join, task_dir_name
+from kibble.schemas.layout import RETURNS_DIR, join, task_dir_name, write_bytes
 
 log = logging.getLogger(__name__)
 PLOTS_DIR = RETURNS_DIR

@@ -46,10 +46,10 @@ from kibble.pipelines.episode_validation import BELOW_THRESHOLD, validate_episod
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
 from kibble.schemas.layout import TaskEntry, join, task_dir_name
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
-from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
 from kibble.schemas.raw_values import as_native, describe_space, flatten
-from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
+from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
 from kibble.tokenize.codecs import text_tokenizer
+from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
 
 
 @dataclass

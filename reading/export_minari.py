@@ -57,10 +57,10 @@ import gymnasium as gym
 import numpy as np
 
 from kibble.errors import KibbleError
-from kibble.reading.export import ExportedTask
 from kibble.experts.rollout import episode_seed
-from kibble.schemas.reader import CuratedDataset, EpisodeRecord
+from kibble.reading.export import ExportedTask
 from kibble.schemas.raw_values import space_from_description
+from kibble.schemas.reader import CuratedDataset, EpisodeRecord
 
 NAMESPACE = "kibble"
 DATA_FORMAT = "arrow"

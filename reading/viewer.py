@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from kibble.errors import KibbleError
-from kibble.schemas.layout import write_bytes
-from kibble.schemas.layout import VIEWS_DIR, join, task_dir_name
+from kibble.schemas.layout import VIEWS_DIR, join, task_dir_name, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import pyarrow as pa
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import list_column_to_numpy
 from kibble.schemas.layout import TaskEntry
-from kibble.schemas.reader import CuratedDataset, DataFile, damaged, ragged_rows, ragged_slice
 from kibble.schemas.raw_values import table_images
+from kibble.schemas.reader import CuratedDataset, DataFile, damaged, ragged_rows, ragged_slice
 from kibble.tokenize.episode import TokenizedSteps
 from kibble.trainer.config import MixtureConfig
 from kibble.trainer.integrity import check_group

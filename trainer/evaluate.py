@@ -26,8 +26,8 @@ from kibble.experts.card import read_card
 from kibble.experts.evaluation import evaluate, evaluate_policy
 from kibble.experts.rollout import stack_values
 from kibble.schemas.records import Episode
-from kibble.tokenize.episode import EpisodeTokenizer, TokenizedSteps
 from kibble.tokenize.codecs import DiscreteCodec
+from kibble.tokenize.episode import EpisodeTokenizer, TokenizedSteps
 from kibble.tokenize.vocab import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
 from kibble.trainer.checkpoint import (
     CHECKPOINT,

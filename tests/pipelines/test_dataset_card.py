@@ -13,8 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from kibble.pipelines.dataset_card import task_configs
-from kibble.reading.inspection import inspect_dataset, sample_values
 from kibble.pipelines.local import TaskJob, curate
+from kibble.reading.inspection import inspect_dataset, sample_values
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA, TOKENIZED_EPISODE_SCHEMA
 from kibble.schemas.layout import task_entries
 

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from kibble.errors import KibbleError
-from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.local import TaskJob, curate, episode_seed
+from kibble.reading.inspection import inspect_dataset
 from kibble.schemas.layout import sha256
 
 

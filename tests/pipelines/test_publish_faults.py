@@ -16,9 +16,9 @@ import pytest
 
 from kibble.atomic import hold, recover
 from kibble.errors import KibbleError
-from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.local import curate
 from kibble.pipelines.stages import TaskJob
+from kibble.reading.inspection import inspect_dataset
 
 JOBS = [TaskJob("gym/CartPole-v1", "random", 6)]
 OLD_SEED, NEW_SEED = 0, 1

@@ -23,8 +23,8 @@ from kibble.errors import KibbleError
 from kibble.pipelines import publish, remote
 from kibble.pipelines.beam_job import default_options, run
 from kibble.pipelines.config import load_config
-from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.stages import EpisodeOutcome, TaskJob, task_threshold
+from kibble.reading.inspection import inspect_dataset
 from kibble.schemas import layout
 
 KIBBLE = Path(sys.executable).parent / "kibble"

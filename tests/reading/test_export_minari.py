@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from kibble.cli import app
 from kibble.errors import KibbleError
 from kibble.experts.card import ReturnStats, make_card, write_card
+from kibble.pipelines.local import TaskJob, curate
 from kibble.reading.export import export_dataset
 from kibble.reading.export_minari import dataset_id
-from kibble.pipelines.local import TaskJob, curate
 
 CARTPOLE, PENDULUM = "gym/CartPole-v1", "gym/Pendulum-v1"
 EXPERT_RETURN = 200.0  # the card's stated expert return (see the fixture)

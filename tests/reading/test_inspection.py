@@ -6,8 +6,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from kibble.reading.inspection import inspect_dataset
 from kibble.pipelines.local import TaskJob, curate
+from kibble.reading.inspection import inspect_dataset
 
 DATA = "data/gym__CartPole-v1/part-00000.parquet"
 

@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from kibble.errors import KibbleError
-from kibble.pipelines.publish import check_output
 from kibble.pipelines.local import TaskJob, curate
+from kibble.pipelines.publish import check_output
 from kibble.reading.viewer import CARD_VIEW, ViewConfig, ffmpeg_executable, view_episode
 from kibble.schemas.reader import CuratedDataset
 

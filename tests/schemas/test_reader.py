@@ -14,9 +14,9 @@ from kibble.pipelines.local import curate
 from kibble.pipelines.stages import TaskJob, tokenize_episode
 from kibble.schemas.arrow import tokenized_episode_to_table
 from kibble.schemas.layout import TaskEntry
+from kibble.schemas.raw_values import describe_space
 from kibble.schemas.reader import CuratedDataset, EpisodeRecord
 from kibble.schemas.records import Episode
-from kibble.schemas.raw_values import describe_space
 from kibble.tokenize.episode import EpisodeTokenizer
 
 CARTPOLE, COINRUN, BABYAI = "gym/CartPole-v1", "procgen/coinrun", "babyai/PickupLoc-v0"

@@ -10,8 +10,8 @@ import sentencepiece as spm
 from gymnasium import spaces
 
 from kibble.errors import TokenizeError
-from kibble.tokenize.episode import EpisodeTokenizer, timestep_sequence
 from kibble.tokenize.codecs import TextCodec, leaf_codecs
+from kibble.tokenize.episode import EpisodeTokenizer, timestep_sequence
 from kibble.tokenize.text import DEFAULT_TEXT_MODEL, TextTokenizer
 from kibble.tokenize.vocab import SEPARATOR, TEXT_VOCAB_SIZE
 

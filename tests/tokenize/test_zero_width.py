@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from kibble.errors import TokenizeError
 from kibble.tokenize import bounded_to_tokens, tokens_to_bounded
+from kibble.tokenize.codecs import BoundedCodec, ContinuousCodec, leaf_codecs
 from kibble.tokenize.continuous import finite_width
 from kibble.tokenize.episode import SpaceTokenizer
-from kibble.tokenize.codecs import BoundedCodec, ContinuousCodec, leaf_codecs
 from kibble.tokenize.vocab import CONTINUOUS_OFFSET, NUM_CONTINUOUS_BINS
 
 MIDDLE = CONTINUOUS_OFFSET + NUM_CONTINUOUS_BINS // 2  # 32512: the bin of v = 0
