@@ -66,9 +66,10 @@ def timed(fn):
 
 
 def curate_once(task_id: str, expert: str, max_steps: int | None, episodes: int, out: Path):
-    from kibble.pipelines.local import TaskJob, curate
+    from kibble.pipelines.in_process import curate_tasks
+    from kibble.pipelines.stages import TaskJob
 
-    manifest = curate(
+    manifest = curate_tasks(
         "bench", [TaskJob(task_id, expert, episodes, max_steps=max_steps)], out, num_envs=1
     )
     return manifest

@@ -45,9 +45,9 @@ def rollout(task: str, episodes: int, max_steps: int, scratch: str) -> list[Epis
     collected: list[Episode] = []
     job = TaskJob(task, "random", episodes, max_steps=max_steps)
     rollout_shard(
-        Shard(job, 0, 0, episodes),
+        Shard(job, index=0, start=0, stop=episodes),
         os.path.join(scratch, "rollout.parquet"),
-        0,
+        base_seed=0,
         num_envs=2,
         on_episode=collected.append,
     )

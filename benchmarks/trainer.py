@@ -3,7 +3,7 @@
     python benchmarks/trainer.py [--dataset DIR ...] [--model tiny] [--seconds 30]
 
 Without ``--dataset`` it curates a small mixture first (random CartPole and the scripted
-Meta-World reach, plus random Procgen coinrun for images) with ``kibble.pipelines.local``.
+Meta-World reach, plus random Procgen coinrun for images) with ``kibble.pipelines.in_process``.
 
 Measured side by side on this machine, same mixture, same batch size and context:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 from kibble.trainer.config import MODEL_SIZES, DatasetSpec, MixtureConfig
 from kibble.trainer.data import MixtureData
@@ -49,7 +49,7 @@ def make_mixture(root: Path) -> list[Path]:
     ]
     out = []
     for name, job in jobs:
-        curate(name, [job], root / name, fraction=0.05)
+        curate_tasks(name, [job], root / name, fraction=0.05)
         out.append(root / name)
     return out
 

@@ -1,14 +1,17 @@
-"""`kibble pipeline run`: the curation job on Apache Beam.
+"""`kibble pipeline run`: the curation's Beam executor.
 
-    plan shards -> roll out + validate + tokenize (staging files) -> group by task
-    -> expert return + threshold -> filter + write each shard -> summaries
-
-Each step is a labelled PTransform over small records (``Shard``, ``EpisodeOutcome``,
-``Threshold``); tokens and pixels never travel through Beam: rollout workers write
-them to staging Parquet files and the filter step copies kept rows from there, so
-memory does not grow with the dataset. The launcher then writes ``rejected/``, the
-manifest and the card, and publishes the finished dataset (``kibble.pipelines.publish``:
-a rename for local paths; for URLs, copies with ``manifest.json`` last).
+It runs ``kibble.pipelines.curation.STEPS``, the one definition of the curation, as
+Beam transforms: the plan (``PlanTasks``, ``PlanShards``, ``SpreadShards``), then a
+labelled ``ParDo`` per shard step over (shard, carried) elements and, per task step,
+a group by task and a ``ParDo`` whose results reach later steps as side inputs; each
+task's summary goes to a staging JSON file for the launcher. Elements are small frozen
+records (``Shard``, ``ShardResult``, ``Threshold``); tokens and pixels never travel
+through Beam: rollout workers write them to staging Parquet files and the filter step
+copies kept rows from there, so memory does not grow with the dataset.
+``kibble.pipelines.curation.curate`` does the rest, as for the in-process executor:
+the lock, staging, ``rejected/``, the manifest, the card, and publishing
+(``kibble.pipelines.publish``: a rename for local paths; for URLs, copies with
+``manifest.json`` last).
 
 Staging lives beside the output, on the output's filesystem, so with a ``gs://``
 output every Dataflow worker reaches it. Locally this runs on Beam's own runner,
@@ -31,136 +34,74 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from kibble.atomic import fault_point
-from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.card import read_card
-from kibble.experts.sources import ExpertSource, load_expert, parse_source
-from kibble.pipelines import guard, plots, publish, remote, stages
+from kibble.pipelines import curation, guard, remote, stages
 from kibble.pipelines.config import DatasetConfig
-from kibble.pipelines.local import STAGING, finish_dataset
-from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
+from kibble.pipelines.stages import TaskJob
+from kibble.pipelines.task_results import TaskSummary
 from kibble.schemas import layout
 
 log = logging.getLogger(__name__)
-SUMMARIES = ".summaries"
 
 
-class RolloutShards(beam.DoFn):
-    """Roll out shards; each worker loads an expert and builds environments once per
-    task (on its first shard of the task) and reuses them for the rest."""
+class RunShardStep(beam.DoFn):
+    """A shard step of ``curation.STEPS`` on (shard, carried) elements; the task steps'
+    results so far come as side inputs (task -> result), one per earlier task step."""
 
-    def __init__(self, root: str, base_seed: int, num_envs: int) -> None:
-        self.root, self.base_seed, self.num_envs = root, base_seed, num_envs
+    def __init__(self, step: curation.Step, settings: curation.Settings, labels: list[str]):
+        self.step, self.settings, self.labels = step, settings, labels
 
     def setup(self) -> None:
-        self._policies: dict = {}
-        self._envs: dict[str, list] = {}
-        self._fetched: list[str] = []  # local copies of experts given as URLs
-        self._episodes = Metrics.counter("kibble", "episodes_rolled_out")
+        self._worker = curation.Worker(self.settings, count=_count)
 
-    def _policy(self, job: TaskJob):
-        key = (job.task, job.expert, job.sample)
-        if key not in self._policies:
-            task = get_task(job.task)
-            obs_space, act_space = task.spaces()
-            source = parse_source(job.expert)
-            if source.has_checkpoint and layout.is_url(source.location):
-                # A URL: copied to this worker's disk.
-                source = ExpertSource(source.kind, remote.fetch_expert(source.location))
-                self._fetched.append(source.location)
-            self._policies[key] = load_expert(task, source, obs_space, act_space, job.sample)
-        return self._policies[key]
-
-    def process(self, shard: Shard) -> Iterable[EpisodeOutcome]:
-        staging = stages.shard_file(self.root, STAGING, shard.job.task, shard.index)
-        outcomes = stages.rollout_shard(
-            shard,
-            staging,
-            self.base_seed,
-            self.num_envs,
-            policy=self._policy(shard.job),
-            env_pool=self._envs.setdefault(shard.job.task, []),
-        )
-        self._episodes.inc(len(outcomes))
-        for outcome in outcomes:
-            if outcome.reason is not None:
-                Metrics.counter("kibble", f"rejected_{outcome.reason}").inc()
-            yield outcome
+    def process(self, element, *results):  # results: task -> result, one per label
+        shard, carried = element
+        earlier = {label: r[shard.job.task] for label, r in zip(self.labels, results, strict=True)}
+        yield shard, self.step.run(self._worker, shard, carried, earlier)
 
     def teardown(self) -> None:
-        for pool in getattr(self, "_envs", {}).values():
-            for env in pool:
-                env.close()
-        for path in getattr(self, "_fetched", []):
-            shutil.rmtree(path, ignore_errors=True)
+        if hasattr(self, "_worker"):
+            self._worker.close()
 
 
-class FinalizeShard(beam.DoFn):
-    """Copy a shard's kept episodes from staging into the dataset; yields the file's
-    manifest entry (path, rows, bytes, sha256), made here so the launcher need not
-    read the dataset back."""
+class RunTaskStep(beam.DoFn):
+    """A task step of ``curation.STEPS`` on (task, [(shard, carried)]) groups; yields
+    (task, result)."""
 
-    def __init__(self, root: str) -> None:
-        self.root = root
+    def __init__(self, step: curation.Step, settings: curation.Settings, labels: list[str]):
+        self.step, self.settings, self.labels = step, settings, labels
 
-    def process(self, element, thresholds: dict[str, Threshold]) -> Iterable[dict]:
-        (task, shard_index), outcomes = element
-        threshold = thresholds[task]
-        kept = sorted((o for o in outcomes if stages.is_kept(o, threshold)), key=lambda o: o.index)
-        Metrics.counter("kibble", "kept").inc(len(kept))
-        Metrics.counter("kibble", "rejected_below_threshold").inc(
-            sum(1 for o in outcomes if o.reason is None and not stages.is_kept(o, threshold))
-        )
-        staging = stages.shard_file(self.root, STAGING, task, shard_index)
-        out_file = stages.shard_file(self.root, layout.DATA_DIR, task, shard_index)
-        if stages.finalize_shard(staging, [o.episode_id for o in kept], out_file):
-            rel = stages.shard_name(layout.DATA_DIR, task, shard_index)
-            yield publish.file_entry(self.root, rel)
+    def setup(self) -> None:
+        self._worker = curation.Worker(self.settings, count=_count)
+
+    def process(self, element, *results):  # results: task -> result, one per label
+        task, group = element
+        group = sorted(group, key=lambda pair: pair[0].index)
+        earlier = {label: r[task] for label, r in zip(self.labels, results, strict=True)}
+        job = group[0][0].job
+        yield task, self.step.run(self._worker, job, [c for _, c in group], earlier)
 
 
-class ThresholdPerTask(beam.PTransform):
-    """(task, [outcomes]) groups -> (task, Threshold): Gato's expert return and the bar."""
-
-    def __init__(self, jobs: dict[str, TaskJob], fraction: float, cards: dict | None = None):
-        super().__init__()
-        self.jobs, self.fraction, self.cards = jobs, fraction, cards or {}
-
-    def expand(self, grouped):
-        jobs, fraction, cards = self.jobs, self.fraction, self.cards
-        return grouped | "Threshold" >> beam.MapTuple(
-            lambda task, outs: (
-                task,
-                stages.task_threshold(jobs[task], outs, fraction, cards.get(task)),
-            )
-        )
-
-
-def _write_json(value, path: str) -> None:
-    publish.write_bytes(path, json.dumps(value).encode())
+def _count(name: str, n: int) -> None:
+    Metrics.counter("kibble", name).inc(n)
 
 
 def _summary_file(root: str, task: str) -> str:
-    return layout.join(root, SUMMARIES, f"{layout.task_dir_name(task)}.json")
+    return layout.join(root, curation.SUMMARIES, f"{layout.task_dir_name(task)}.json")
 
 
-def _write_summary(element, thresholds: dict[str, Threshold], root: str) -> None:
-    task, outcomes = element
-    body = {
-        "threshold": asdict(thresholds[task]),
-        "outcomes": [asdict(o) for o in sorted(outcomes, key=lambda o: o.index)],
-    }
-    publish.write_bytes(_summary_file(root, task), json.dumps(body).encode())
+def _write_summary(element: tuple[str, TaskSummary], root: str) -> None:
+    task, summary = element
+    layout.write_bytes(_summary_file(root, task), json.dumps(summary.to_json()).encode())
 
 
 def default_options(argv: list[str], output: str | None = None) -> PipelineOptions:
@@ -195,7 +136,7 @@ def _watch_rollouts(root: str, on_progress: Callable[[int], None] | None) -> Ite
         yield
         return
     stop = threading.Event()
-    staging = layout.join(root, STAGING)
+    staging = layout.join(root, curation.STAGING)
 
     def watch() -> None:
         while not stop.wait(0.5):
@@ -214,65 +155,82 @@ def _watch_rollouts(root: str, on_progress: Callable[[int], None] | None) -> Ite
         thread.join()
 
 
-def _build(p: beam.Pipeline, config: DatasetConfig, rollout_jobs: dict, root: str, cards: dict):
-    """The job's transforms (see the module docstring)."""
-    jobs = {job.task: job for job in config.tasks}
-    per_shard = config.episodes_per_shard
-    files_json = layout.join(root, SUMMARIES, "files.json")
+def build(p: beam.Pipeline, jobs: list[TaskJob], settings: curation.Settings, per_shard: int):
+    """``curation.STEPS`` as Beam transforms; each task's summary goes to a staging file."""
     # Shards are made on the workers from one small record per task, then spread
     # over them: nothing per episode or per shard is built on the launcher.
-    outcomes = (
+    carried = (
         p
-        | "PlanTasks" >> beam.Create([rollout_jobs[job.task] for job in config.tasks])
+        | "PlanTasks" >> beam.Create(jobs)
         | "PlanShards" >> beam.FlatMap(stages.plan_shards, per_shard)
         | "SpreadShards" >> beam.Reshuffle()
-        | "RolloutValidateTokenize" >> beam.ParDo(RolloutShards(root, config.seed, config.num_envs))
+        | "Start" >> beam.Map(lambda shard: (shard, None))
     )
-    by_task = (
-        outcomes
-        | "KeyByTask" >> beam.Map(lambda o: (o.task, o))
-        | "GroupByTask" >> beam.GroupByKey()
-    )
-    thresholds = beam.pvalue.AsDict(
-        by_task | "ExpertReturnAndThreshold" >> ThresholdPerTask(jobs, config.fraction, cards)
-    )
-    (
-        outcomes
-        | "KeyByShard" >> beam.Map(lambda o: ((o.task, o.index // per_shard), o))
-        | "GroupByShard" >> beam.GroupByKey()
-        | "FilterAndWrite" >> beam.ParDo(FinalizeShard(root), thresholds=thresholds)
-        | "CollectFileEntries" >> beam.combiners.ToList()
-        | "WriteFileEntries" >> beam.Map(_write_json, path=files_json)
-    )
-    by_task | "WriteSummaries" >> beam.Map(_write_summary, thresholds=thresholds, root=root)
+    labels: list[str] = []
+    results: list = []  # the task steps' results so far, as side inputs
+    last = None
+    for step in curation.STEPS:
+        if step.scope == curation.SHARD:
+            carried = carried | step.label >> beam.ParDo(
+                RunShardStep(step, settings, list(labels)), *results
+            )
+            continue
+        last = (
+            carried
+            | f"KeyByTask{step.label}" >> beam.Map(lambda pair: (pair[0].job.task, pair))
+            | f"GroupByTask{step.label}" >> beam.GroupByKey()
+            | step.label >> beam.ParDo(RunTaskStep(step, settings, list(labels)), *results)
+        )
+        labels.append(step.label)
+        results.append(beam.pvalue.AsDict(last))
+    last | "WriteSummaries" >> beam.Map(_write_summary, root=settings.root)
 
 
-def _assemble(config: DatasetConfig, root: str) -> dict:
-    """From the workers' summaries: rejected/, the manifest and the card in ``root``."""
-    files_json = layout.join(root, SUMMARIES, "files.json")
-    known_files = {e["path"]: e for e in json.loads(layout.read_bytes(files_json))}
-    tasks, rejected = {}, []
-    for job in config.tasks:
-        summary = json.loads(layout.read_bytes(_summary_file(root, job.task)))
-        threshold = Threshold(**summary["threshold"])
-        outs = [EpisodeOutcome(**o) for o in summary["outcomes"]]
-        task_dir = layout.join(root, layout.DATA_DIR, layout.task_dir_name(job.task))
-        files = [
-            layout.join(task_dir, rel)
-            for rel in layout.list_files(task_dir)
-            if rel.endswith(".parquet")
-        ]
-        tasks[job.task] = stages.task_entry(job, outs, threshold, files).to_dict()
-        plots.return_histogram(root, job.task, outs, threshold)
-        rejected += stages.rejected_rows(outs, threshold)
-    for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
-        publish.remove(layout.join(root, scratch))
-    return finish_dataset(root, config.name, config.as_dict(), tasks, rejected, known_files)
+class BeamExecutor:
+    """Runs the curation's steps as one Beam pipeline (see the module docstring)."""
+
+    def __init__(
+        self,
+        options: PipelineOptions,
+        log_file: Path,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.options, self.log_file, self.on_progress = options, log_file, on_progress
+
+    def run(self, config: DatasetConfig, settings: curation.Settings) -> dict[str, TaskSummary]:
+        root = settings.root
+        if remote.is_remote(self.options):
+            shipped = remote.ship_experts(config.tasks, root)
+            jobs = [shipped[job.task] for job in config.tasks]
+        else:
+            jobs = list(config.tasks)
+        try:
+            with (
+                guard.worker_log(self.log_file),
+                _watch_rollouts(root, self.on_progress),
+                beam.Pipeline(options=self.options) as p,
+            ):
+                build(p, jobs, settings, config.episodes_per_shard)
+        except guard.Interrupted:
+            guard.silence_beam(self.log_file)  # its threads report the workers' end
+            guard.stop_children()  # no worker may write to staging after it goes
+            raise
+        except KibbleError:
+            raise
+        except Exception as e:  # a worker's error, as Beam reports it: one paragraph
+            raise guard.worker_failure(e, self.log_file, config.output) from e
+        return {
+            job.task: TaskSummary.from_json(
+                json.loads(layout.read_bytes(_summary_file(root, job.task)))
+            )
+            for job in config.tasks
+        }
 
 
 def run(
     config: DatasetConfig,
     beam_args: list[str] | None = None,
+    *,
     on_progress: Callable[[int], None] | None = None,
     keep_log: bool = False,
 ) -> dict:
@@ -288,38 +246,8 @@ def run(
     """
     out = config.output
     options = default_options(beam_args or [], out)
-    # Cards are read here: remote workers do not see the launcher's files.
-    cards = {job.task: read_card(job.card) for job in config.tasks if job.card}
     log_file = guard.log_location(out, config.name)
-    with guard.interruptible(out) as state, guard.output_lock(out):
-        publish.check_output(out)
-        root = publish.staging_location(out)
-        try:
-            if remote.is_remote(options):
-                rollout_jobs = remote.ship_experts(config.tasks, root)
-            else:
-                rollout_jobs = {job.task: job for job in config.tasks}
-            try:
-                with (
-                    guard.worker_log(log_file),
-                    _watch_rollouts(root, on_progress),
-                    beam.Pipeline(options=options) as p,
-                ):
-                    _build(p, config, rollout_jobs, root, cards)
-            except (KibbleError, guard.Interrupted):
-                raise
-            except Exception as e:  # a worker's error, as Beam reports it: one paragraph
-                raise guard.worker_failure(e, log_file, out) from e
-            manifest = _assemble(config, root)
-            fault_point("staged")
-            with state.publishing():
-                publish.publish(root, out)
-        except BaseException as e:
-            if isinstance(e, guard.Interrupted):
-                guard.silence_beam(log_file)  # its threads report the workers' end
-                guard.stop_children()  # no worker may write to staging after it goes
-            publish.remove(root, quiet=True)
-            raise
+    manifest = curation.curate(config, BeamExecutor(options, log_file, on_progress))
     if not layout.is_url(out) and not keep_log:
         log_file.unlink(missing_ok=True)  # nothing to look at: the job succeeded
     return manifest

@@ -101,7 +101,7 @@ def check_expert(task_id: str, source: str, sample: bool = False) -> None:
 
 def _check_rllib(task, location: str) -> None:
     """The checkpoint exists, and its metadata (if any) names the task's spaces."""
-    from kibble.envs.registry import describe_space
+    from kibble.envs.registry import space_summary
     from kibble.experts.rllib_policy import find_module_dir, read_expert_metadata
 
     find_module_dir(location)  # exists and holds an RLModule
@@ -111,7 +111,7 @@ def _check_rllib(task, location: str) -> None:
         raise KibbleError(f"{location}: could not read its kibble_expert.json: {e}") from e
     if not isinstance(meta, dict):
         return  # a plain RLlib checkpoint: the worker compares the module's spaces
-    obs, act = (describe_space(s) for s in task.spaces())
+    obs, act = (space_summary(s) for s in task.spaces())
     for what, ours in (("observation", obs), ("action", act)):
         theirs = meta.get(f"{what}_space")
         if theirs is not None and theirs != ours:
@@ -132,11 +132,51 @@ def check_card(path: str) -> None:
         raise KibbleError(f"expert card {path} cannot be read: {e}") from e
 
 
-def check_job(job) -> None:
-    """Everything about one ``TaskJob`` a worker would need, checked here."""
-    positive_int("episodes", job.episodes, max_episodes())
-    if job.max_steps is not None:
-        positive_int("max_steps", job.max_steps)
-    check_expert(job.task, job.expert, job.sample)
-    if job.card is not None:
-        check_card(job.card)
+MAX_NUM_ENVS = 256
+"""Environments per worker: each holds a simulator (Atari, MuJoCo) in memory."""
+
+
+def check_config(config) -> None:
+    """Every value of a ``DatasetConfig`` (its types, ranges, tasks, expert sources and
+    cards), as one KibbleError naming the field: the one place a curation job is checked
+    (``DatasetConfig`` runs it when made, whoever makes it)."""
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+        raise KibbleError(f"seed: expected a non-negative integer, got {config.seed!r}")
+    fraction = config.fraction
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float))
+        or not 0 < fraction <= 1
+    ):
+        raise KibbleError(f"filter.fraction: expected a number in (0, 1], got {fraction!r}")
+    positive_int("episodes_per_shard", config.episodes_per_shard)
+    positive_int("num_envs", config.num_envs, MAX_NUM_ENVS)
+    if not config.tasks:
+        raise KibbleError("tasks: expected a non-empty list of {task, expert, episodes}")
+    seen: set[str] = set()
+    for i, job in enumerate(config.tasks):
+        where = f"tasks[{i}]"
+        try:
+            get_task(job.task)
+        except KibbleError as e:
+            raise KibbleError(f"{where}.task: {e}") from e
+        if job.task in seen:
+            raise KibbleError(f"{where}.task: {job.task} is listed twice")
+        seen.add(job.task)
+        for key, upper in (("episodes", max_episodes()), ("max_steps", None)):
+            value = getattr(job, key)
+            if value is not None or key == "episodes":
+                try:
+                    positive_int(key, value, upper)
+                except KibbleError as e:
+                    raise KibbleError(f"{where}.{e}") from e
+        try:
+            check_expert(job.task, job.expert, job.sample)
+            if job.card is not None:
+                check_card(job.card)
+        except KibbleError as e:
+            raise KibbleError(f"{where} ({job.task}, expert {job.expert}): {e}") from e
+    try:
+        check_episodes(sum(job.episodes for job in config.tasks))
+    except KibbleError as e:
+        raise KibbleError(f"tasks: {e}") from e

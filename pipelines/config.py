@@ -27,21 +27,15 @@ and cards: ``kibble.pipelines.checks``) before any work starts.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.rollout import ActionNoise
-from kibble.pipelines.checks import (
-    check_episodes,
-    check_job,
-    max_episodes,
-    positive_int,
-    refuse_unknown,
-)
+from kibble.pipelines.checks import check_config, refuse_unknown
 from kibble.pipelines.filtering import DEFAULT_FRACTION
 from kibble.pipelines.stages import TaskJob
 from kibble.yaml_file import read_yaml, want
@@ -51,7 +45,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DatasetConfig:
-    """A curation job."""
+    """A curation job; checked when made (``kibble.pipelines.checks.check_config``), so
+    every executor gets a valid one."""
 
     name: str
     """Dataset name (the card's title)."""
@@ -59,6 +54,7 @@ class DatasetConfig:
     """Output directory."""
     tasks: list[TaskJob]
     """What to roll out."""
+    _: KW_ONLY
     seed: int = 0
     """Base seed: episode seeds derive from (seed, task, episode index)."""
     fraction: float = DEFAULT_FRACTION
@@ -74,9 +70,12 @@ class DatasetConfig:
     raw_values: bool = True
     """Store raw observations and actions beside the tokens (a task may override it)."""
 
-    def as_dict(self) -> dict:
-        from dataclasses import asdict
+    def __post_init__(self) -> None:
+        check_config(self)
+        self.fraction = float(self.fraction)  # 1 in a YAML file is the fraction 1.0
 
+    def as_dict(self) -> dict:
+        """The config as run: the manifest's ``config`` (docs/format.md section 9)."""
         return asdict(self)
 
 
@@ -94,8 +93,6 @@ TOP_KEYS = (
 )
 FILTER_KEYS = ("fraction",)
 EXPERT_WHAT = "a checkpoint path, sb3:PATH.zip, scripted, bot or random"
-MAX_NUM_ENVS = 256
-"""Environments per worker: each holds a simulator (Atari, MuJoCo) in memory."""
 
 
 def _read(path: Path) -> Any:
@@ -113,10 +110,11 @@ def _read(path: Path) -> Any:
 
 
 def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
-    """Read and check a dataset config; ``output`` overrides the file's.
+    """Read a dataset config; ``output`` overrides the file's.
 
-    Every field's type and range, unknown keys (with the closest known one), the expert
-    sources and cards are checked here, on the launcher, before any work.
+    Here the YAML becomes typed values (unknown keys refused with the closest known
+    one, missing keys named); ``DatasetConfig`` then checks every value (ranges, tasks,
+    expert sources, cards), and its errors are given the file's name.
     """
     path = Path(path)
     raw = _read(path)
@@ -130,29 +128,15 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
     want(path, "output", out, str, "a directory path")
     if not out.strip():
         raise KibbleError(f"{path}: output: empty; give the dataset directory (or --out)")
-    seed = want(path, "seed", raw.get("seed", 0), int, "a non-negative integer")
-    if seed < 0:
-        raise KibbleError(f"{path}: seed: expected a non-negative integer, got {seed}")
     filt = want(path, "filter", raw.get("filter", {}) or {}, dict, "a mapping like {fraction: 0.8}")
     refuse_unknown(f"{path}: filter", filt, FILTER_KEYS)
-    fraction = want(
-        path,
-        "filter.fraction",
-        filt.get("fraction", DEFAULT_FRACTION),
-        (int, float),
-        "a number in (0, 1]",
-    )
-    if not 0 < fraction <= 1:  # NaN fails this too
-        raise KibbleError(f"{path}: filter.fraction: expected a number in (0, 1], got {fraction}")
-    per_shard = _positive(path, "episodes_per_shard", raw.get("episodes_per_shard", 25))
-    num_envs = _positive(path, "num_envs", raw.get("num_envs", 4), MAX_NUM_ENVS)
     tasks_raw = raw.get("tasks")
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise KibbleError(f"{path}: tasks: expected a non-empty list of {{task, expert, episodes}}")
     known = [f.name for f in fields(TaskJob)]
     text_model = _text_model(path, "text_model", raw.get("text_model"))
     raw_values = want(path, "raw_values", raw.get("raw_values", True), bool, "true or false")
-    jobs, seen = [], set()
+    jobs = []
     for i, entry in enumerate(tasks_raw):
         where = f"tasks[{i}]"
         want(path, where, entry, dict, "a mapping {task, expert, episodes}")
@@ -160,61 +144,43 @@ def load_config(path: str | Path, output: str | None = None) -> DatasetConfig:
         for key in ("task", "expert", "episodes"):
             if key not in entry:
                 raise KibbleError(f"{path}: {where}.{key}: missing")
-        task = want(path, f"{where}.task", entry["task"], str, "a task id like gym/CartPole-v1")
-        try:
-            get_task(task)
-        except KibbleError as e:
-            raise KibbleError(f"{path}: {where}.task: {e}") from e
-        if task in seen:
-            raise KibbleError(f"{path}: {where}.task: {task} is listed twice")
-        seen.add(task)
-        job = TaskJob(
-            task=task,
-            expert=want(path, f"{where}.expert", entry["expert"], str, EXPERT_WHAT),
-            episodes=_positive(path, f"{where}.episodes", entry["episodes"], max_episodes()),
-            card=want(path, f"{where}.card", entry.get("card"), (str, type(None)), "a card path"),
-            sample=want(path, f"{where}.sample", entry.get("sample", False), bool, "true or false"),
-            max_steps=None
-            if entry.get("max_steps") is None
-            else _positive(path, f"{where}.max_steps", entry["max_steps"]),
-            text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
-            or text_model,
-            noise=_noise(path, f"{where}.noise", entry.get("noise")),
-            raw_values=want(
-                path,
-                f"{where}.raw_values",
-                entry.get("raw_values", raw_values),
-                bool,
-                "true or false",
-            ),
+        jobs.append(
+            TaskJob(
+                want(path, f"{where}.task", entry["task"], str, "a task id like gym/CartPole-v1"),
+                want(path, f"{where}.expert", entry["expert"], str, EXPERT_WHAT),
+                entry["episodes"],
+                card=want(
+                    path, f"{where}.card", entry.get("card"), (str, type(None)), "a card path"
+                ),
+                sample=want(
+                    path, f"{where}.sample", entry.get("sample", False), bool, "true or false"
+                ),
+                max_steps=entry.get("max_steps"),
+                text_model=_text_model(path, f"{where}.text_model", entry.get("text_model"))
+                or text_model,
+                noise=_noise(path, f"{where}.noise", entry.get("noise")),
+                raw_values=want(
+                    path,
+                    f"{where}.raw_values",
+                    entry.get("raw_values", raw_values),
+                    bool,
+                    "true or false",
+                ),
+            )
         )
-        try:
-            check_job(job)
-        except KibbleError as e:
-            raise KibbleError(f"{path}: {where} ({task}, expert {job.expert}): {e}") from e
-        jobs.append(job)
     try:
-        check_episodes(sum(j.episodes for j in jobs))
-    except KibbleError as e:
-        raise KibbleError(f"{path}: tasks: {e}") from e
-    extra = {"notes": raw["notes"]} if "notes" in raw else {}
-    return DatasetConfig(
-        name,
-        out,
-        jobs,
-        seed,
-        float(fraction),
-        per_shard,
-        num_envs,
-        extra,
-        text_model,
-        raw_values,
-    )
-
-
-def _positive(path: Path, where: str, value: Any, upper: int | None = None) -> int:
-    try:
-        return positive_int(where, value, upper)
+        return DatasetConfig(
+            name,
+            out,
+            jobs,
+            seed=raw.get("seed", 0),
+            fraction=filt.get("fraction", DEFAULT_FRACTION),
+            episodes_per_shard=raw.get("episodes_per_shard", 25),
+            num_envs=raw.get("num_envs", 4),
+            extra={"notes": raw["notes"]} if "notes" in raw else {},
+            text_model=text_model,
+            raw_values=raw_values,
+        )
     except KibbleError as e:
         raise KibbleError(f"{path}: {e}") from e
 
@@ -252,8 +218,6 @@ def reusable_dataset(config: DatasetConfig) -> dict | None:
     """The manifest of the dataset at ``config.output`` if this config made it from the
     expert cards as they are now (their expert and random returns); None when it must be
     curated again (absent, unfinished, another config, or a card that changed)."""
-    import json
-
     from kibble.experts.card import read_card
     from kibble.schemas.layout import read_manifest, task_entries
 

@@ -1,4 +1,5 @@
-"""The curation stages as plain functions, shared by `kibble rollout` and the Beam job.
+"""The curation stages' work as plain functions, which the steps of
+``kibble.pipelines.curation`` call (whatever executor runs them).
 
 1. ``rollout_shard``: roll out a shard of a task's episodes, validate each, tokenize
    the valid ones (``tokenize_episode``) into a staging Parquet file; returns one
@@ -8,7 +9,8 @@
    and the threshold.
 3. ``finalize_shard``: copy a staging file's kept episodes into the dataset, a row
    group at a time (bounded memory).
-4. ``rejected_rows`` / ``task_entry``: the rejected table and manifest entry.
+
+The rejected table and the manifest entry are ``kibble.pipelines.task_results``'.
 
 Episode seeds derive from (base seed, task, episode index) only, so any sharding,
 any runner and any number of workers give the same episodes.
@@ -16,18 +18,14 @@ any runner and any number of workers give the same episodes.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from gymnasium import spaces
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
@@ -42,14 +40,13 @@ from kibble.experts.rollout import (
 )
 from kibble.experts.sources import load_expert
 from kibble.pipelines import filtering
-from kibble.pipelines.episode_validation import BELOW_THRESHOLD, validate_episode
+from kibble.pipelines.episode_validation import validate_episode
 from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA, tokenized_episode_to_table
-from kibble.schemas.layout import TaskEntry, join, task_dir_name
+from kibble.schemas.layout import join, task_dir_name
 from kibble.schemas.parquet import EpisodeFileWriter, filesystem_and_path
-from kibble.schemas.raw_values import as_native, describe_space, flatten
+from kibble.schemas.raw_values import as_native, flatten
 from kibble.schemas.records import Episode, RawSteps, TokenizedEpisode
-from kibble.tokenize.codecs import text_tokenizer
-from kibble.tokenize.episode import EpisodeTokenizer, SpaceTokenizer
+from kibble.tokenize.episode import EpisodeTokenizer
 
 
 @dataclass
@@ -62,6 +59,7 @@ class TaskJob:
     """Checkpoint path, ``scripted`` or ``random``."""
     episodes: int
     """Episodes to roll out (planned)."""
+    _: KW_ONLY
     card: str | None = None
     """Expert card: its expert return replaces the windowed rule; its random return
     serves the threshold when the expert return is not positive."""
@@ -83,12 +81,13 @@ class Shard:
     """Episodes ``[start, stop)`` of one task."""
 
     job: TaskJob
+    _: KW_ONLY
     index: int
     start: int
     stop: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EpisodeOutcome:
     """What became of one episode before filtering (small: crosses Beam stages)."""
 
@@ -101,7 +100,7 @@ class EpisodeOutcome:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Threshold:
     expert_return: float | None
     source: str
@@ -144,41 +143,13 @@ def tokenize_episode(
     )
 
 
-def space_records(observation_space: spaces.Space, action_space: spaces.Space) -> dict:
-    """The manifest's description of a task's spaces (docs/format.md section 9): enough to
-    give the raw value columns back their leaves, dtypes and shapes."""
-    return {
-        "observation_space": describe_space(observation_space, "observation"),
-        "action_space": describe_space(action_space, "action"),
-    }
-
-
-def text_model_record(observation_space: spaces.Space, text_model: str | None) -> dict:
-    """``{"text_model": {file, sha256, pieces}}`` for a task with text observations, else {}.
-
-    The manifest names the SentencePiece model that tokenized a task's text (by content:
-    the same ids need the same model), so a trainer or evaluator can check it has it.
-    """
-    leaves = SpaceTokenizer(observation_space, "observation", text_model).text_leaves
-    if not leaves:
-        return {}
-    path = Path(leaves[0].model_file)
-    return {
-        "text_model": {
-            "file": path.name,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "pieces": text_tokenizer(str(path)).vocab_size,
-        }
-    }
-
-
 def plan_shards(job: TaskJob, episodes_per_shard: int) -> Iterator[Shard]:
     """The shards of ``job``, made one at a time (a plan of any size takes no memory)."""
     if job.episodes < 1:
         raise KibbleError(f"{job.task}: episodes must be at least 1, got {job.episodes}")
     size = max(1, episodes_per_shard)
     for i, start in enumerate(range(0, job.episodes, size)):
-        yield Shard(job, i, start, min(start + size, job.episodes))
+        yield Shard(job, index=i, start=start, stop=min(start + size, job.episodes))
 
 
 def count_shards(job: TaskJob, episodes_per_shard: int) -> int:
@@ -199,6 +170,7 @@ def shard_file(root: str | os.PathLike, directory: str, task: str, shard: int) -
 def rollout_shard(
     shard: Shard,
     staging: str | os.PathLike,
+    *,
     base_seed: int,
     num_envs: int = 4,
     on_episode: Callable[[Episode], None] | None = None,
@@ -235,9 +207,9 @@ def rollout_shard(
         task.make,
         policy,
         episode_jobs(),
-        job.task,
-        num_envs,
-        job.max_steps,
+        task=job.task,
+        num_envs=num_envs,
+        max_steps=job.max_steps,
         env_pool=env_pool,
         noise=job.noise,
     )
@@ -250,13 +222,13 @@ def rollout_shard(
             i = index.pop(episode.episode_id)
             outcomes.append(
                 EpisodeOutcome(
-                    job.task,
-                    episode.episode_id,
-                    i,
-                    ret if np.isfinite(ret) else float("nan"),
-                    episode.length,
-                    problem.reason if problem else None,
-                    problem.detail if problem else "",
+                    task=job.task,
+                    episode_id=episode.episode_id,
+                    index=i,
+                    episode_return=ret if np.isfinite(ret) else float("nan"),
+                    episode_length=episode.length,
+                    reason=problem.reason if problem else None,
+                    detail=problem.detail if problem else "",
                 )
             )
             held[i] = (
@@ -278,6 +250,7 @@ def task_threshold(
     job: TaskJob,
     outcomes: Iterable[EpisodeOutcome],
     fraction: float,
+    *,
     card: ExpertCard | None = None,
 ) -> Threshold:
     """Expert return and threshold of a task from all its outcomes.
@@ -297,11 +270,26 @@ def task_threshold(
         expert, source = filtering.windowed_expert_return(returns), "windowed"
         defining = tuple(valid[i].index for i in window)
     else:
-        return Threshold(None, "none", None, fraction, None, "no_valid_episodes")
+        return Threshold(
+            expert_return=None,
+            source="none",
+            random_return=None,
+            fraction=fraction,
+            threshold=None,
+            rule="no_valid_episodes",
+        )
     random_return = card.random_return.mean if card is not None else None
     lowest = min(returns) if returns else None
     value, rule = filtering.threshold(expert, random_return, fraction, lowest)
-    return Threshold(expert, source, random_return, fraction, value, rule, defining)
+    return Threshold(
+        expert_return=expert,
+        source=source,
+        random_return=random_return,
+        fraction=fraction,
+        threshold=value,
+        rule=rule,
+        defining=defining,
+    )
 
 
 def is_kept(outcome: EpisodeOutcome, threshold: Threshold) -> bool:
@@ -329,73 +317,3 @@ def finalize_shard(
             rows = source.read_row_group(group)
             writer.write(rows.filter(pc.is_in(rows["episode_id"], value_set=keep)))
     return writer.num_rows
-
-
-def rejected_rows(outcomes: Iterable[EpisodeOutcome], threshold: Threshold) -> list[dict]:
-    rows = []
-    for o in outcomes:
-        if is_kept(o, threshold):
-            continue
-        reason, detail = o.reason, o.detail
-        if reason is None:
-            reason = BELOW_THRESHOLD
-            thr = threshold.threshold
-            detail = (
-                f"return {o.episode_return:.6g} < threshold {thr:.6g} ({threshold.rule})"
-                if thr is not None
-                else "no valid episode of the task to set a threshold"
-            )
-        rows.append(
-            {
-                "task": o.task,
-                "episode_id": o.episode_id,
-                "episode_return": o.episode_return,
-                "episode_length": o.episode_length,
-                "reason": reason,
-                "detail": detail,
-            }
-        )
-    return rows
-
-
-def task_entry(
-    job: TaskJob,
-    outcomes: list[EpisodeOutcome],
-    threshold: Threshold,
-    data_files: list[str | os.PathLike],
-) -> TaskEntry:
-    """The task's manifest entry; checks that kept + rejected = planned."""
-    kept = [o for o in outcomes if is_kept(o, threshold)]
-    reasons = Counter(r["reason"] for r in rejected_rows(outcomes, threshold))
-    steps = tokens = 0
-    for data_file in data_files:
-        fs, path = filesystem_and_path(data_file)
-        t = pq.read_table(path, columns=["n_observation_tokens", "n_action_tokens"], filesystem=fs)
-        steps += t.num_rows
-        tokens += int(
-            pc.sum(t["n_observation_tokens"]).as_py()
-            + t.num_rows
-            + pc.sum(t["n_action_tokens"]).as_py()
-        )
-    if len(outcomes) != job.episodes or len(kept) + sum(reasons.values()) != job.episodes:
-        raise RuntimeError(f"{job.task}: kept + rejected != planned")  # a kibble bug
-    obs_space, act_space = get_task(job.task).spaces()
-    return TaskEntry(
-        expert=job.expert,
-        planned=job.episodes,
-        kept=len(kept),
-        rejected=dict(sorted(reasons.items())),
-        steps=steps,
-        tokens=tokens,
-        expert_return=threshold.expert_return,
-        expert_return_source=threshold.source,
-        random_return=threshold.random_return,
-        fraction=threshold.fraction,
-        threshold=threshold.threshold,
-        rule=threshold.rule,
-        extra={
-            "raw_values": job.raw_values,
-            **space_records(obs_space, act_space),
-            **text_model_record(obs_space, job.text_model),
-        },
-    )

@@ -10,7 +10,7 @@ import pytest
 
 import kibble
 from kibble.api import Dataset
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 
 KIBBLE = Path(sys.executable).parent / "kibble"
@@ -50,7 +50,7 @@ def test_import_kibble_imports_neither_torch_nor_the_reader(tmp_path):
 
 def test_reading_episodes_needs_no_torch(tmp_path):
     out = tmp_path / "ds"
-    curate("ds", [TaskJob("gym/CartPole-v1", "random", 3)], out, fraction=0.05)
+    curate_tasks("ds", [TaskJob("gym/CartPole-v1", "random", 3)], out, fraction=0.05)
     code = (
         "import sys, kibble\n"
         f"ds = kibble.open_dataset({str(out)!r})\n"

@@ -337,11 +337,11 @@ def shared(tmp_path_factory) -> dict[str, Callable[[], Path]]:
 
     def dataset() -> Path:
         if "ds" not in made:
-            from kibble.pipelines.local import curate
+            from kibble.pipelines.in_process import curate_tasks
             from kibble.pipelines.stages import TaskJob
 
             out = tmp_path_factory.mktemp("shared") / "ds"
-            curate("ds", [TaskJob("gym/CartPole-v1", "random", 6)], out, fraction=0.05)
+            curate_tasks("ds", [TaskJob("gym/CartPole-v1", "random", 6)], out, fraction=0.05)
             made["ds"] = out
         return made["ds"]
 

@@ -14,7 +14,7 @@ import sentencepiece as spm
 
 from kibble.errors import KibbleError
 from kibble.pipelines.config import load_config
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 from kibble.tokenize.text import DEFAULT_TEXT_MODEL
 from kibble.tokenize.vocab import TEXT_VOCAB_SIZE
@@ -29,7 +29,7 @@ GRID = 1 + 7 * 7 * 3  # direction, then the 7x7x3 grid: discrete tokens before t
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("babyai") / "pickup"
-    curate("pickup", [TaskJob(TASK, "bot", 6)], out, fraction=0.05, num_envs=2)
+    curate_tasks("pickup", [TaskJob(TASK, "bot", 6)], out, fraction=0.05, num_envs=2)
     return out
 
 

@@ -9,49 +9,46 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from kibble.errors import KibbleError
-from kibble.pipelines.beam_job import ThresholdPerTask, run
+from kibble.pipelines import curation, in_process
+from kibble.pipelines.beam_job import RunShardStep, RunTaskStep, run
 from kibble.pipelines.config import load_config
-from kibble.pipelines.stages import EpisodeOutcome, TaskJob, Threshold
+from kibble.pipelines.stages import EpisodeOutcome, TaskJob, Threshold, plan_shards
 
 
 def outcome(task, i, ret, reason=None):
-    return EpisodeOutcome(task, f"{task}#{i}", i, ret, 10, reason)
+    return EpisodeOutcome(
+        task=task, episode_id=f"{task}#{i}", index=i, episode_return=ret, episode_length=10,
+        reason=reason,
+    )  # fmt: skip
 
 
-def test_threshold_per_task_uses_valid_episodes_in_collection_order():
+def test_the_threshold_step_uses_valid_episodes_in_collection_order(tmp_path):
     jobs = {"a/x": TaskJob("a/x", "random", 20), "b/y": TaskJob("b/y", "random", 3)}
     # a/x: 20 episodes -> W = 2; the best pair of consecutive valid returns is (10, 10).
     a = [outcome("a/x", i, 1.0) for i in range(20)]
     a[5], a[6] = outcome("a/x", 5, 10.0), outcome("a/x", 6, 10.0)
     a[7] = outcome("a/x", 7, float("nan"), "non_finite_reward")  # invalid: not counted
     b = [outcome("b/y", i, r) for i, r in enumerate([-5.0, -1.0, -3.0])]  # W = 1: expert -1
+    # a/x in two shards that arrive out of order: the step puts them back in order.
+    a_shards = list(plan_shards(jobs["a/x"], 10))
+    groups = [
+        ("a/x", [(a_shards[1], curation.ShardResult(tuple(a[10:]))),
+                 (a_shards[0], curation.ShardResult(tuple(a[:10])))]),
+        ("b/y", [(next(plan_shards(jobs["b/y"], 10)), curation.ShardResult(tuple(b)))]),
+    ]  # fmt: skip
+    settings = curation.Settings(str(tmp_path), seed=0, num_envs=1, fraction=0.8)
+    expected_a = Threshold(
+        expert_return=10.0, source="windowed", random_return=None, fraction=0.8,
+        threshold=8.0, rule="fraction_of_expert", defining=(5,),
+    )  # fmt: skip
+    # No card: the base is the lowest valid return, -5: -5 + 0.8 * 4.
+    expected_b = Threshold(
+        expert_return=-1.0, source="windowed", random_return=None, fraction=0.8,
+        threshold=-5.0 + 0.8 * 4.0, rule="lowest_plus_fraction_of_gap", defining=(1,),
+    )  # fmt: skip
     with TestPipeline() as p:
-        grouped = p | beam.Create([("a/x", a), ("b/y", b)])
-        result = grouped | ThresholdPerTask(jobs, 0.8)
-        assert_that(
-            result,
-            equal_to(
-                [
-                    (
-                        "a/x",
-                        Threshold(10.0, "windowed", None, 0.8, 8.0, "fraction_of_expert", (5,)),
-                    ),
-                    (
-                        # No card: the base is the lowest valid return, -5: -5 + 0.8 * 4.
-                        "b/y",
-                        Threshold(
-                            -1.0,
-                            "windowed",
-                            None,
-                            0.8,
-                            -5.0 + 0.8 * 4.0,
-                            "lowest_plus_fraction_of_gap",
-                            (1,),
-                        ),
-                    ),
-                ]
-            ),
-        )
+        result = p | beam.Create(groups) | beam.ParDo(RunTaskStep(curation.THRESHOLD, settings, []))
+        assert_that(result, equal_to([("a/x", expected_a), ("b/y", expected_b)]))
 
 
 def kept_and_rejected_ids(out, task: str) -> tuple[list[str], list[str]]:
@@ -129,41 +126,67 @@ def test_config_errors_name_the_file_and_field(tmp_path, text, message):
     assert str(path) in str(err.value)
 
 
-def test_rollout_and_finalize_transforms_on_one_shard(tmp_path):
-    from kibble.pipelines.beam_job import FinalizeShard, RolloutShards
-    from kibble.pipelines.stages import plan_shards
-
+def test_rollout_and_filter_steps_on_one_shard(tmp_path):
     job = TaskJob("gym/CartPole-v1", "random", 4)
     (shard,) = plan_shards(job, 4)
+    settings = curation.Settings(str(tmp_path), seed=0, num_envs=2, fraction=1.0)
     with TestPipeline() as p:
-        outcomes = p | beam.Create([shard]) | beam.ParDo(RolloutShards(str(tmp_path), 0, 2))
+        rolled = (
+            p
+            | beam.Create([(shard, None)])
+            | beam.ParDo(RunShardStep(curation.ROLLOUT, settings, []))
+        )
         assert_that(
-            outcomes | beam.Map(lambda o: (o.index, o.reason)),
+            rolled | beam.FlatMap(lambda pair: [(o.index, o.reason) for o in pair[1].outcomes]),
             equal_to([(i, None) for i in range(4)]),
         )
     staged = tmp_path / ".staging" / "gym__CartPole-v1" / "part-00000.parquet"
     rows = pq.read_table(staged, columns=["episode_id", "episode_return"]).to_pylist()
     returns = {r["episode_id"]: r["episode_return"] for r in rows}
     best = max(returns.values())
-    threshold = Threshold(best, "windowed", None, 1.0, best, "fraction_of_expert")
+    threshold = Threshold(
+        expert_return=best, source="windowed", random_return=None, fraction=1.0,
+        threshold=best, rule="fraction_of_expert",
+    )  # fmt: skip
     kept = [i for i, r in returns.items() if r >= best]
-    group = (
-        ("gym/CartPole-v1", 0),
-        [
-            EpisodeOutcome("gym/CartPole-v1", i, k, r, 1, None)
+    carried = curation.ShardResult(
+        tuple(
+            EpisodeOutcome(
+                task=job.task, episode_id=i, index=k, episode_return=r, episode_length=1,
+                reason=None,
+            )
             for k, (i, r) in enumerate(returns.items())
-        ],
-    )
+        )
+    )  # fmt: skip
     with TestPipeline() as p:
+        thresholds = beam.pvalue.AsDict(p | "T" >> beam.Create([(job.task, threshold)]))
         written = (
             p
-            | beam.Create([group])
-            | beam.ParDo(FinalizeShard(str(tmp_path)), thresholds={"gym/CartPole-v1": threshold})
+            | beam.Create([(shard, carried)])
+            | beam.ParDo(
+                RunShardStep(curation.FILTER, settings, [curation.THRESHOLD.label]), thresholds
+            )
         )
         expected_rows = sum(1 for r in rows if r["episode_id"] in kept)
         path = "data/gym__CartPole-v1/part-00000.parquet"
         assert_that(
-            written | beam.Map(lambda e: (e["path"], e["rows"])), equal_to([(path, expected_rows)])
+            written | beam.Map(lambda pair: (pair[1].file["path"], pair[1].file["rows"])),
+            equal_to([(path, expected_rows)]),
         )
     final = pq.read_table(tmp_path / path)
     assert set(final["episode_id"].to_pylist()) == set(kept)
+
+
+@pytest.mark.slow
+def test_both_executors_write_the_same_dataset(tmp_path):
+    """One definition, two executors: the in-process run of a config writes the very
+    files the Beam job writes, and the same manifest but for the output's path."""
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(out=tmp_path / "beam"))
+    beam_manifest = run(load_config(path), ["--direct_num_workers=2"])
+    here = in_process.run(load_config(path, output=str(tmp_path / "here")))
+    assert here["files"] == beam_manifest["files"]
+    assert here["tasks"] == beam_manifest["tasks"]
+    assert here["config"] == dict(beam_manifest["config"], output=str(tmp_path / "here"))
+    for rel in ("rejected/part-00000.parquet", "README.md"):
+        assert (tmp_path / "here" / rel).read_bytes() == (tmp_path / "beam" / rel).read_bytes()

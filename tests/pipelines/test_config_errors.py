@@ -8,7 +8,7 @@ import pytest
 from kibble.errors import KibbleError
 from kibble.pipelines.checks import max_episodes
 from kibble.pipelines.config import load_config
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 
 CARTPOLE = "{task: gym/CartPole-v1, expert: random, episodes: 2%s}"
@@ -109,9 +109,9 @@ def _rllib_dir(tmp_path, observation_space: str):
 
 def test_an_rllib_checkpoint_of_other_spaces_is_refused_on_the_launcher(tmp_path):
     from kibble.envs import get_task
-    from kibble.envs.registry import describe_space
+    from kibble.envs.registry import space_summary
 
-    obs = describe_space(get_task("gym/CartPole-v1").spaces()[0])
+    obs = space_summary(get_task("gym/CartPole-v1").spaces()[0])
     path = tmp_path / "c.yaml"
     expert = _rllib_dir(tmp_path, "Box(6,)")
     path.write_text(config().replace("expert: random", f"expert: {expert}"))
@@ -140,5 +140,5 @@ def test_an_rllib_checkpoint_of_other_spaces_is_refused_on_the_launcher(tmp_path
 )
 def test_rollout_checks_the_same_before_any_work(tmp_path, job, message):
     with pytest.raises(KibbleError, match=message):
-        curate("t", [job], tmp_path / "ds")
+        curate_tasks("t", [job], tmp_path / "ds")
     assert list(tmp_path.iterdir()) == []  # nothing made: no staging, no lock

@@ -13,7 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from kibble.pipelines.dataset_card import task_configs
-from kibble.pipelines.local import TaskJob, curate
+from kibble.pipelines.in_process import curate_tasks
+from kibble.pipelines.stages import TaskJob
 from kibble.reading.inspection import inspect_dataset, sample_values
 from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA, TOKENIZED_EPISODE_SCHEMA
 from kibble.schemas.layout import task_entries
@@ -53,7 +54,7 @@ JOBS = [
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("card") / "ds"
-    curate("card-test", JOBS, out)
+    curate_tasks("card-test", JOBS, out)
     return out
 
 

@@ -6,7 +6,7 @@ import pytest
 from kibble.errors import KibbleError
 from kibble.experts.rollout import ActionNoise
 from kibble.pipelines.config import load_config
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 
 
 def _config(tmp_path, noise: str):
@@ -42,8 +42,8 @@ def test_bad_noise_is_refused(tmp_path, noise, phrase):
 def test_noisy_episodes_differ_and_are_still_judged_and_kept(tmp_path):
     clean = load_config(_config(tmp_path, ""))
     noisy = load_config(_config(tmp_path, ", noise: {fraction: 1.0, scale: 0.3}"))
-    a = curate("c", clean.tasks, tmp_path / "a", fraction=0.05)
-    b = curate("n", noisy.tasks, tmp_path / "b", fraction=0.05)
+    a = curate_tasks("c", clean.tasks, tmp_path / "a", fraction=0.05)
+    b = curate_tasks("n", noisy.tasks, tmp_path / "b", fraction=0.05)
     entry = b["tasks"]["metaworld/reach-v3"]
     assert entry["kept"] + sum(entry["rejected"].values()) == 2
     obs = [

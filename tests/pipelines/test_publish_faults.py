@@ -16,7 +16,7 @@ import pytest
 
 from kibble.atomic import hold, recover
 from kibble.errors import KibbleError
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 from kibble.reading.inspection import inspect_dataset
 
@@ -25,9 +25,9 @@ OLD_SEED, NEW_SEED = 0, 1
 
 CURATE = """
 import sys
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
-curate("t", [TaskJob("gym/CartPole-v1", "random", 6)], sys.argv[1], base_seed=int(sys.argv[2]))
+curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 6)], sys.argv[1], seed=int(sys.argv[2]))
 """
 
 
@@ -62,7 +62,7 @@ def test_a_kill_at_each_publish_step_leaves_old_or_new_and_a_rerun_cleans_up(
     tmp_path, fault, holds
 ):
     out = tmp_path / "ds"
-    curate("t", JOBS, out, base_seed=OLD_SEED)
+    curate_tasks("t", JOBS, out, seed=OLD_SEED)
     env = dict(os.environ, KIBBLE_FAULT=fault)
     done = subprocess.run(
         [sys.executable, "-c", CURATE, str(out), str(NEW_SEED)], env=env, capture_output=True
@@ -71,20 +71,20 @@ def test_a_kill_at_each_publish_step_leaves_old_or_new_and_a_rerun_cleans_up(
     recover(out)  # what every reader of a dataset does first
     assert seed_of(out) == holds
     # The rerun takes the dead run's lock, removes what it left, and publishes.
-    curate("t", JOBS, out, base_seed=NEW_SEED)
+    curate_tasks("t", JOBS, out, seed=NEW_SEED)
     assert seed_of(out) == NEW_SEED
     assert beside(tmp_path) == ["ds"]
 
 
 def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "ds"
-    curate("t", JOBS, out)
+    curate_tasks("t", JOBS, out)
     before = (out / "manifest.json").read_bytes()
     live = tmp_path / ".ds.staging-live0000"  # the running writer's staging
     with hold(out):
         live.mkdir()
         with pytest.raises(KibbleError) as err:
-            curate("t", JOBS, out, base_seed=NEW_SEED)
+            curate_tasks("t", JOBS, out, seed=NEW_SEED)
         message = str(err.value)
         assert f"pid {os.getpid()} on {socket.gethostname()}, started " in message
         assert "being written by another kibble run" in message
@@ -107,19 +107,19 @@ def test_a_second_process_is_refused_at_once(tmp_path):
 
 def test_leftovers_of_killed_runs_are_removed_by_the_next_run(tmp_path):
     out = tmp_path / "ds"
-    curate("t", JOBS, out, base_seed=OLD_SEED)
+    curate_tasks("t", JOBS, out, seed=OLD_SEED)
     for name in (".ds.staging-dead0001", ".ds.old-dead0002"):
         (tmp_path / name / "data").mkdir(parents=True)
         (tmp_path / name / "data" / "x.parquet").write_bytes(b"half")
     (tmp_path / ".ds.lock").write_text('{"pid": 1}')  # a dead holder's, no flock on it
-    curate("t", JOBS, out, base_seed=NEW_SEED)
+    curate_tasks("t", JOBS, out, seed=NEW_SEED)
     assert seed_of(out) == NEW_SEED
     assert beside(tmp_path) == ["ds"]
 
 
 def test_a_parked_old_dataset_comes_back_before_the_next_run(tmp_path):
     out = tmp_path / "ds"
-    curate("t", JOBS, out, base_seed=OLD_SEED)
+    curate_tasks("t", JOBS, out, seed=OLD_SEED)
     out.rename(tmp_path / ".ds.old-parked01")  # a fallback swap killed between its renames
     with pytest.raises(KibbleError, match="being written"), hold(out), hold(out):
         pass

@@ -11,7 +11,8 @@ import pytest
 from kibble.envs import get_task
 from kibble.errors import KibbleError, SchemaError
 from kibble.pipelines.config import load_config
-from kibble.pipelines.local import TaskJob, curate
+from kibble.pipelines.in_process import curate_tasks
+from kibble.pipelines.stages import TaskJob
 from kibble.schemas.layout import read_manifest
 from kibble.schemas.raw_values import space_from_description, table_values
 from kibble.tokenize.episode import EpisodeTokenizer
@@ -42,7 +43,7 @@ def episodes(table: pa.Table):
 def every_family(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("raw") / "ds"
     jobs = [TaskJob(task, "random", 2, max_steps=12) for task in TASKS]
-    curate("raw", jobs, out, base_seed=3, fraction=0.01, num_envs=2)
+    curate_tasks("raw", jobs, out, seed=3, fraction=0.01, num_envs=2)
     return out
 
 
@@ -96,7 +97,7 @@ def test_raw_values_off_leaves_the_columns_empty_and_the_manifest_says_so(tmp_pa
     jobs = load_config(config).tasks
     assert [j.raw_values for j in jobs] == [False, True]
     out = tmp_path / "ds"
-    manifest = curate("off", jobs[:1], out)
+    manifest = curate_tasks("off", jobs[:1], out)
     entry = manifest["tasks"]["gym/CartPole-v1"]
     assert entry["raw_values"] is False
     rows = kept_rows(out, "gym/CartPole-v1")
@@ -119,7 +120,7 @@ def test_raw_values_must_be_true_or_false(tmp_path):
 
 def test_a_dataset_of_schema_version_1_is_refused_with_what_to_do(tmp_path):
     out = tmp_path / "ds"
-    curate("old", [TaskJob("gym/CartPole-v1", "random", 1, max_steps=5)], out)
+    curate_tasks("old", [TaskJob("gym/CartPole-v1", "random", 1, max_steps=5)], out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["schema_version"] = "1"
     (out / "manifest.json").write_text(json.dumps(manifest))

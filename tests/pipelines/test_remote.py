@@ -374,12 +374,18 @@ def test_an_sb3_zip_ships_with_its_sidecar_and_loads_from_the_url(tmp_path):
 
 
 def test_a_card_read_on_the_launcher_sets_the_threshold(tmp_path):
-    from kibble.experts.card import make_card
+    from kibble.experts.card import RolloutSettings, make_card
 
-    card = make_card("gym/CartPole-v1", "random", 2)
+    card = make_card("gym/CartPole-v1", "random", RolloutSettings(episodes=2))
     job = TaskJob("gym/CartPole-v1", "random", 3, card="/only/on/the/launcher.json")
-    outs = [EpisodeOutcome(job.task, f"e{i}", i, 10.0 * i, 5, None) for i in range(3)]
-    threshold = task_threshold(job, outs, 0.8, card)
+    outs = [
+        EpisodeOutcome(
+            task=job.task, episode_id=f"e{i}", index=i, episode_return=10.0 * i,
+            episode_length=5, reason=None,
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    threshold = task_threshold(job, outs, 0.8, card=card)
     assert threshold.source == "card" and threshold.expert_return == card.expert_return.mean
     with pytest.raises(KibbleError, match="does not exist"):
         task_threshold(job, outs, 0.8)  # without it, the path is read

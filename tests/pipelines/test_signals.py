@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 
 
@@ -48,7 +48,7 @@ def interrupt(
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_rollout_interrupted_keeps_the_old_dataset(tmp_path, signum):
     out = tmp_path / "ds"
-    curate("t", [TaskJob("gym/CartPole-v1", "random", 4)], out)
+    curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 4)], out)
     before = files_on_disk(out)
     args = ["rollout", "gym/CartPole-v1", "--expert", "random", "--episodes", "20000"]
     code, err = interrupt(tmp_path, [*args, "--out", "ds"], signum)

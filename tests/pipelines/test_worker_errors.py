@@ -13,8 +13,9 @@ from kibble.pipelines.stages import TaskJob
 @pytest.mark.slow
 def test_a_worker_error_is_one_paragraph_naming_the_root_cause_and_the_log(tmp_path, capfd):
     # A job the launcher would refuse, built past its checks: a worker meets the mistake.
-    jobs = [TaskJob("gym/CartPole-v1", str(tmp_path / "missing"), 4)]
+    jobs = [TaskJob("gym/CartPole-v1", "random", 4)]
     config = DatasetConfig("t", str(tmp_path / "ds"), jobs, episodes_per_shard=2)
+    config.tasks[0].expert = str(tmp_path / "missing")  # after the config's checks
     with pytest.raises(KibbleError) as err:
         run(config, ["--direct_num_workers=2"])
     message = str(err.value)

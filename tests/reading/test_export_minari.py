@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from kibble.cli import app
 from kibble.errors import KibbleError
-from kibble.experts.card import ReturnStats, make_card, write_card
-from kibble.pipelines.local import TaskJob, curate
+from kibble.experts.card import ReturnStats, RolloutSettings, make_card, write_card
+from kibble.pipelines.in_process import curate_tasks
+from kibble.pipelines.stages import TaskJob
 from kibble.reading.export import export_dataset
 from kibble.reading.export_minari import dataset_id
 
@@ -67,14 +68,16 @@ def curated(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("export")
     # A card for an expert better than random (training one takes minutes): the random
     # policy's returns are measured, the expert's stated.
-    card = make_card(CARTPOLE, "random", 2)
-    card = dataclasses.replace(card, expert_return=ReturnStats(EXPERT_RETURN, 0.0, 200.0, 200.0))
+    card = make_card(CARTPOLE, "random", RolloutSettings(episodes=2))
+    card = dataclasses.replace(
+        card, expert_return=ReturnStats(mean=EXPERT_RETURN, std=0.0, min=200.0, max=200.0)
+    )
     write_card(card, root / "card.json")
     jobs = [
         TaskJob(CARTPOLE, "random", 4, card=str(root / "card.json")),
         TaskJob(PENDULUM, "random", 2, max_steps=30),
     ]
-    curate("demo", jobs, root / "ds", base_seed=0, fraction=0.01)
+    curate_tasks("demo", jobs, root / "ds", seed=0, fraction=0.01)
     return root
 
 
@@ -151,7 +154,7 @@ def test_minari_loads_each_task_with_raw_values_and_ref_scores(curated, tmp_path
 @pytest.mark.parametrize("channels", [3, 1])
 def test_dict_spaces_and_images_round_trip_through_minari(tmp_path, channels):
     task = "gym/KibbleTestPixels-v0" if channels == 3 else "gym/KibbleTestGray-v0"
-    curate("px", [TaskJob(task, "random", 2)], tmp_path / "ds", 0, 0.01)
+    curate_tasks("px", [TaskJob(task, "random", 2)], tmp_path / "ds", seed=0, fraction=0.01)
     (exported,) = export_dataset(tmp_path / "ds", "minari", tmp_path / "out").tasks
     ds = minari.MinariDataset(exported.path)  # the folder, without MINARI_DATASETS_PATH
     native = PixelsEnv(channels).observation_space
@@ -197,10 +200,22 @@ def test_bad_inputs_are_one_paragraph_errors_and_write_nothing(curated, tmp_path
     assert "already exists" in fails(["export", ds, "--out", str(out)])
     assert not list(out.iterdir())
 
-    curate("raw", [TaskJob(CARTPOLE, "random", 2, raw_values=False)], tmp_path / "noraw", 0, 0.01)
+    curate_tasks(
+        "raw",
+        [TaskJob(CARTPOLE, "random", 2, raw_values=False)],
+        tmp_path / "noraw",
+        seed=0,
+        fraction=0.01,
+    )
     error = fails(["export", str(tmp_path / "noraw"), "--out", str(tmp_path / "o2")])
     assert "without raw values" in error
-    curate("rgba", [TaskJob("gym/KibbleTestRGBA-v0", "random", 1)], tmp_path / "rgba", 0, 0.01)
+    curate_tasks(
+        "rgba",
+        [TaskJob("gym/KibbleTestRGBA-v0", "random", 1)],
+        tmp_path / "rgba",
+        seed=0,
+        fraction=0.01,
+    )
     error = fails(["export", str(tmp_path / "rgba"), "--out", str(tmp_path / "o3")])
     assert "gym/KibbleTestRGBA-v0: Minari cannot represent" in error and "(32, 32, 4)" in error
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

@@ -6,7 +6,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from kibble.pipelines.local import TaskJob, curate
+from kibble.pipelines.in_process import curate_tasks
+from kibble.pipelines.stages import TaskJob
 from kibble.reading.inspection import inspect_dataset
 
 DATA = "data/gym__CartPole-v1/part-00000.parquet"
@@ -15,7 +16,7 @@ DATA = "data/gym__CartPole-v1/part-00000.parquet"
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     out = tmp_path_factory.mktemp("inspect") / "ds"
-    curate("t", [TaskJob("gym/CartPole-v1", "random", 12)], out)
+    curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 12)], out)
     return out
 
 

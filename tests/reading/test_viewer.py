@@ -12,9 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from kibble.errors import KibbleError
-from kibble.pipelines.local import TaskJob, curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.publish import check_output
-from kibble.reading.viewer import CARD_VIEW, ViewConfig, ffmpeg_executable, view_episode
+from kibble.pipelines.stages import TaskJob
+from kibble.reading.video import ffmpeg_executable
+from kibble.reading.viewer import CARD_VIEW, ViewConfig, view_episode
 from kibble.schemas.reader import CuratedDataset
 
 STARPILOT, CARTPOLE = "procgen/starpilot", "gym/CartPole-v1"
@@ -24,7 +26,7 @@ STARPILOT, CARTPOLE = "procgen/starpilot", "gym/CartPole-v1"
 def ds(tmp_path_factory):
     out = tmp_path_factory.mktemp("view") / "ds"
     jobs = [TaskJob(STARPILOT, "random", 3, max_steps=20), TaskJob(CARTPOLE, "random", 3)]
-    curate("t", jobs, out, num_envs=2)
+    curate_tasks("t", jobs, out, num_envs=2)
     return out
 
 
@@ -80,8 +82,8 @@ def test_an_mp4_decodes_to_one_frame_per_step(ds, tmp_path):
     assert picture_error(frames[-1], ep.images[0][-1], 4) < 25  # H.264 is lossy
 
 
-def test_max_steps_cuts_the_video(ds, tmp_path):
-    view = view_episode(ds, STARPILOT, tmp_path / "ep.gif", config=ViewConfig(max_steps=3))
+def test_max_frames_cuts_the_video(ds, tmp_path):
+    view = view_episode(ds, STARPILOT, tmp_path / "ep.gif", config=ViewConfig(max_frames=3))
     assert len(gif_frames(tmp_path / "ep.gif")) == view.drawn == 3
 
 
@@ -107,7 +109,7 @@ def test_the_card_links_one_picture_per_task(ds):
     gif, png = ds / "views" / "procgen__starpilot.gif", ds / "views" / "gym__CartPole-v1.png"
     assert "(views/procgen__starpilot.gif)" in card and "(views/gym__CartPole-v1.png)" in card
     ep = first_episode(ds, STARPILOT)
-    assert len(gif_frames(gif)) == min(ep.length, CARD_VIEW.max_steps)
+    assert len(gif_frames(gif)) == min(ep.length, CARD_VIEW.max_frames)
     with Image.open(png) as im:
         im.load()
     check_output(ds)  # views/ is part of the layout: a rerun may replace this dataset

@@ -10,7 +10,7 @@ import pytest
 from gymnasium import spaces
 
 from kibble.errors import KibbleError
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob, tokenize_episode
 from kibble.schemas.arrow import tokenized_episode_to_table
 from kibble.schemas.layout import TaskEntry
@@ -31,7 +31,7 @@ def mixed(tmp_path_factory) -> Path:
         TaskJob(COINRUN, "random", 2, max_steps=12),
         TaskJob(BABYAI, "bot", 2),
     ]
-    curate("mixed", jobs, out, fraction=0.05)
+    curate_tasks("mixed", jobs, out, fraction=0.05)
     return out
 
 
@@ -178,7 +178,9 @@ def test_not_a_dataset_and_another_schema_version(mixed, tmp_path):
 
 def test_a_dataset_without_raw_values(tmp_path):
     out = tmp_path / "tokens_only"
-    curate("tokens_only", [TaskJob(CARTPOLE, "random", 2, raw_values=False)], out, fraction=0.05)
+    curate_tasks(
+        "tokens_only", [TaskJob(CARTPOLE, "random", 2, raw_values=False)], out, fraction=0.05
+    )
     (record, *_) = CuratedDataset(out).episodes()
     assert record.observation.shape == (record.length, 0)
     assert record.action.shape == (record.length, 0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kibble.pipelines.local import curate
+from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 
 
@@ -27,7 +27,7 @@ def write_mixture():
 def cartpole_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "cartpole"
     # A low fraction keeps most random episodes: the tests need data, not experts.
-    curate("cartpole", [TaskJob("gym/CartPole-v1", "random", 12)], out, fraction=0.05)
+    curate_tasks("cartpole", [TaskJob("gym/CartPole-v1", "random", 12)], out, fraction=0.05)
     return out
 
 
@@ -35,5 +35,5 @@ def cartpole_dataset(tmp_path_factory) -> Path:
 def procgen_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "procgen"
     job = TaskJob("procgen/coinrun", "random", 3, max_steps=20)
-    curate("coinrun", [job], out, fraction=0.05)
+    curate_tasks("coinrun", [job], out, fraction=0.05)
     return out

@@ -242,14 +242,15 @@ def test_a_timestep_longer_than_the_context_is_an_error(procgen_dataset):
 @pytest.fixture(scope="module")
 def two_tasks(tmp_path_factory):
     """One dataset, two tasks of very different sizes: 20 timesteps against about 700."""
-    from kibble.pipelines.local import TaskJob, curate
+    from kibble.pipelines.in_process import curate_tasks
+    from kibble.pipelines.stages import TaskJob
 
     out = tmp_path_factory.mktemp("two") / "two"
     jobs = [
         TaskJob("gym/CartPole-v1", "random", 30),
         TaskJob("gym/Pendulum-v1", "random", 1, max_steps=20),
     ]
-    curate("two", jobs, out, fraction=0.05)
+    curate_tasks("two", jobs, out, fraction=0.05)
     return out
 
 

@@ -59,17 +59,28 @@ def rollout(
 ) -> None:
     """Roll an expert out in one process (no Beam): validate, filter, tokenize, write a dataset."""
     from kibble.experts.sources import parse_source
-    from kibble.pipelines.local import TaskJob, curate
+    from kibble.pipelines.in_process import curate_tasks
+    from kibble.pipelines.stages import TaskJob
     from kibble.schemas.layout import task_entries
 
     if parse_source(expert).uses_ray:
         _quiet_ray()
     from kibble.pipelines.guard import Interrupted
 
-    job = TaskJob(task, expert, episodes, str(card) if card else None, sample, max_steps)
+    job = TaskJob(
+        task, expert, episodes, card=str(card) if card else None, sample=sample, max_steps=max_steps
+    )
     try:
         with RichDisplay() as display, display.bar(f"rolling out {task}", episodes) as update:
-            manifest = curate(out.name, [job], out, seed, fraction, num_envs, on_episode(update))
+            manifest = curate_tasks(
+                out.name,
+                [job],
+                out,
+                seed=seed,
+                fraction=fraction,
+                num_envs=num_envs,
+                on_episode=on_episode(update),
+            )
     except Interrupted as e:  # one line saying what was kept; 130 or 143
         typer.echo(f"kibble: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
@@ -157,6 +168,14 @@ def inspect(
             "--quick", help="Skip hashing the files (rows, sizes and counts are still checked)."
         ),
     ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="Print only the summary (a line per task) and the verdict, not the columns "
+            "and a sample row of each task.",
+        ),
+    ] = False,
 ) -> None:
     """Summarise a dataset and verify it: every file against the manifest (sha256, rows,
     bytes), the manifest's counts against the files, every file against its schema.
@@ -176,7 +195,8 @@ def inspect(
             f"  {name}: kept {t.kept}, rejected {rejected}; return {returns}; "
             f"{t.steps} steps, {t.tokens_per_step:.1f} tokens/step; {t.bytes:,} bytes"
         )
-    _echo_columns_and_samples(report)
+    if not summary:
+        _echo_columns_and_samples(report)
     if report.problems:
         typer.echo("problems:", err=True)
         for problem in report.problems:
@@ -208,7 +228,6 @@ def view(
     dataset_dir: Annotated[
         str, typer.Argument(help="A dataset directory or URL (gs://, s3://, file:///).")
     ],
-    task: Annotated[str, typer.Option(help="The task whose episode to draw, e.g. atari/Pong.")],
     out: Annotated[
         Path,
         typer.Option(
@@ -218,6 +237,14 @@ def view(
             "values and rewards.",
         ),
     ],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TASK",
+            help="The task whose episode to draw, e.g. atari/Pong. Default: the dataset's "
+            "task, when it has one.",
+        ),
+    ] = None,
     episode: Annotated[
         str | None,
         typer.Option(
@@ -227,17 +254,34 @@ def view(
         ),
     ] = None,
     fps: Annotated[int, typer.Option(min=1, max=120, help="Frames per second of a video.")] = 15,
+    max_frames: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Draw only the first N steps (frames of a video, points of a plot). Default: all.",
+        ),
+    ] = None,
     max_steps: Annotated[
         int | None,
-        typer.Option(min=1, metavar="N", help="Draw only the first N steps. Default: all."),
+        typer.Option(min=1, metavar="N", hidden=True, help="Deprecated: --max-frames."),
     ] = None,
 ) -> None:
     """Draw one kept episode of a dataset: a video of its image observations, one frame per
     step with the step, the action and the reward written under it, or a plot of its raw
     observation and action values and its rewards (the picture for a task without images)."""
+    from kibble.errors import KibbleError
     from kibble.reading.viewer import ViewConfig, view_episode
 
-    config = ViewConfig(fps=fps, max_steps=max_steps)
+    if max_steps is not None:  # the option's old name, before it said what it counts
+        if max_frames is not None and max_frames != max_steps:
+            raise KibbleError(
+                f"--max-steps {max_steps} and --max-frames {max_frames} disagree: --max-steps "
+                "is the old name of --max-frames; give --max-frames only"
+            )
+        typer.echo("kibble: --max-steps is deprecated; use --max-frames", err=True)
+        max_frames = max_steps
+    config = ViewConfig(fps=fps, max_frames=max_frames)
     done = view_episode(dataset_dir, task, out, episode, config)
     drawn = "" if done.drawn == done.length else f" (the first {done.drawn} drawn)"
     typer.echo(

@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from kibble.errors import KibbleError
-from kibble.pipelines.local import TaskJob, curate, episode_seed
+from kibble.experts.rollout import episode_seed
+from kibble.pipelines.in_process import curate_tasks
+from kibble.pipelines.stages import TaskJob
 from kibble.reading.inspection import inspect_dataset
 from kibble.schemas.layout import sha256
 
@@ -68,7 +70,7 @@ def test_every_planned_episode_is_kept_or_rejected_with_a_reason(tmp_path):
         TaskJob("gym/KibbleTestGlitchy-v0", "random", 30),
         TaskJob("metaworld/reach-v3", "scripted", 2, max_steps=60),
     ]
-    manifest = curate("test", jobs, out, base_seed=1)
+    manifest = curate_tasks("test", jobs, out, seed=1)
     glitchy = manifest["tasks"]["gym/KibbleTestGlitchy-v0"]
     assert glitchy["kept"] + sum(glitchy["rejected"].values()) == 30
     broken = sum(episode_seed(1, "gym/KibbleTestGlitchy-v0", i) % 3 == 0 for i in range(30))
@@ -105,7 +107,7 @@ def test_every_planned_episode_is_kept_or_rejected_with_a_reason(tmp_path):
 
 def test_plain_tools_read_the_dataset(tmp_path):
     out = tmp_path / "ds"
-    curate("test", [TaskJob("gym/CartPole-v1", "random", 12)], out)
+    curate_tasks("test", [TaskJob("gym/CartPole-v1", "random", 12)], out)
     files = str(out / "data" / "*" / "*.parquet")
     n = pq.read_table(out / "data" / "gym__CartPole-v1" / "part-00000.parquet").num_rows
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{files}')").fetchall() == [(n,)]
@@ -116,8 +118,8 @@ def test_plain_tools_read_the_dataset(tmp_path):
 
 
 def test_the_same_config_gives_the_same_dataset(tmp_path):
-    a = curate("t", [TaskJob("gym/CartPole-v1", "random", 8)], tmp_path / "a", num_envs=1)
-    b = curate("t", [TaskJob("gym/CartPole-v1", "random", 8)], tmp_path / "b", num_envs=3)
+    a = curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 8)], tmp_path / "a", num_envs=1)
+    b = curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 8)], tmp_path / "b", num_envs=3)
     assert [f["sha256"] for f in a["files"]] == [f["sha256"] for f in b["files"]]
     assert a["tasks"] == b["tasks"]
 
@@ -128,7 +130,7 @@ def test_a_killed_run_leaves_the_old_dataset_and_a_rerun_replaces_it(tmp_path):
         TaskJob("gym/CartPole-v1", "random", 6),
         TaskJob("gym/KibbleTestGlitchy-v0", "random", 6),
     ]
-    curate("t", first_jobs, out)
+    curate_tasks("t", first_jobs, out)
     before = files_on_disk(out)
     assert "data/gym__KibbleTestGlitchy-v0/part-00000.parquet" in before
 
@@ -138,14 +140,14 @@ def test_a_killed_run_leaves_the_old_dataset_and_a_rerun_replaces_it(tmp_path):
 
     second_jobs = [TaskJob("gym/CartPole-v1", "random", 6, max_steps=5)]
     with pytest.raises(KeyboardInterrupt):
-        curate("t", second_jobs, out, on_episode=killed)
+        curate_tasks("t", second_jobs, out, on_episode=killed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging left behind
     assert files_on_disk(out) == before  # every old file there, byte for byte
 
     # The rerun of the changed config replaces the dataset as a whole: the glitchy task's
     # files are gone, CartPole's episodes are cut at 5 steps, and the manifest on disk
     # lists exactly the Parquet files there, with their hashes.
-    again = curate("t", second_jobs, out)
+    again = curate_tasks("t", second_jobs, out)
     after = files_on_disk(out)
     assert not (out / "data" / "gym__KibbleTestGlitchy-v0").exists()
     assert after["manifest.json"] != before["manifest.json"]
@@ -161,7 +163,7 @@ def test_a_killed_run_leaves_the_old_dataset_and_a_rerun_replaces_it(tmp_path):
 
 def test_inspect_summarises_and_names_problems(tmp_path):
     out = tmp_path / "ds"
-    curate("t", [TaskJob("gym/CartPole-v1", "random", 10)], out)
+    curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 10)], out)
     report = inspect_dataset(out)
     summary = report.tasks["gym/CartPole-v1"]
     assert summary.kept + sum(summary.rejected.values()) == 10
@@ -174,4 +176,4 @@ def test_inspect_summarises_and_names_problems(tmp_path):
 
 def test_bad_fraction_is_refused(tmp_path):
     with pytest.raises(KibbleError, match="fraction"):
-        curate("t", [TaskJob("gym/CartPole-v1", "random", 1)], tmp_path / "x", fraction=1.5)
+        curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 1)], tmp_path / "x", fraction=1.5)
