@@ -68,7 +68,7 @@ name: sig
 output: ds
 episodes_per_shard: 5
 tasks:
-  - {task: gym/CartPole-v1, expert: random, episodes: 600}
+  - {task: gym/CartPole-v1, expert: random, episodes: 4000}
 """
 
 
