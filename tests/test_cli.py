@@ -168,6 +168,14 @@ def test_rollout_then_inspect(tmp_path):
     assert done.returncode == 1 and "not a readable Parquet file" in done.stderr
 
 
+def test_rollout_prints_the_threshold_rounded(tmp_path):
+    # Meta-World's returns are floats: 0.8 x one has many digits (385.9961172250628).
+    args = ["metaworld/reach-v3", "--expert", "scripted", "--episodes", "1", "--max-steps", "7"]
+    done = kibble("rollout", *args, "--out", str(tmp_path / "ds"))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"; threshold -?\d+\.\d \(fraction_of_expert\)", done.stdout), done.stdout
+
+
 def test_pipeline_config_errors_are_one_paragraph(tmp_path):
     done = kibble("pipeline", "run", str(tmp_path / "missing.yaml"))
     assert_user_error(done, "")

@@ -1,4 +1,4 @@
-"""Data commands: ``kibble rollout``, ``kibble pipeline run``, ``kibble inspect``."""
+"""Data commands: ``kibble rollout``, ``pipeline run``, ``inspect``, ``view``, ``export``."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def rollout(
         typer.echo(f"kibble: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
     t = task_entries(manifest)[task]
-    typer.echo(f"{task}: {t.counts()}; threshold {t.threshold} ({t.rule}); wrote {out}")
+    bar = "none" if t.threshold is None else f"{t.threshold:.1f}"
+    typer.echo(f"{task}: {t.counts()}; threshold {bar} ({t.rule}); wrote {out}")
 
 
 @pipeline_app.command(
@@ -229,7 +230,7 @@ def view(
         str, typer.Argument(help="A dataset directory or URL (gs://, s3://, file:///).")
     ],
     out: Annotated[
-        Path,
+        str,  # not a Path, which would make gs://b/x.gif gs:/b/x.gif: a URL is refused
         typer.Option(
             metavar="FILE",
             help="The file to write, which must not exist yet: FILE.mp4 or FILE.gif for a "
@@ -299,7 +300,7 @@ def export(
         ),
     ],
     out: Annotated[
-        Path,
+        str,  # not a Path, which would make gs://b/x gs:/b/x: a URL is refused
         typer.Option(
             metavar="DIR",
             help="The directory to write, which must not exist yet. For minari it is a Minari "
