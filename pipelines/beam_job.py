@@ -53,9 +53,10 @@ from kibble.schemas import layout
 log = logging.getLogger(__name__)
 
 
-class RunShardStep(beam.DoFn):
-    """A shard step of ``curation.STEPS`` on (shard, carried) elements; the task steps'
-    results so far come as side inputs (task -> result), one per earlier task step."""
+class _StepFn(beam.DoFn):
+    """A step of ``curation.STEPS`` on a worker: one ``curation.Worker`` per DoFn
+    instance (its experts and environments reused across bundles). The results of the
+    task steps before it come as side inputs (task -> result), one per label."""
 
     def __init__(self, step: curation.Step, settings: curation.Settings, labels: list[str]):
         self.step, self.settings, self.labels = step, settings, labels
@@ -63,32 +64,34 @@ class RunShardStep(beam.DoFn):
     def setup(self) -> None:
         self._worker = curation.Worker(self.settings, count=_count)
 
-    def process(self, element, *results):  # results: task -> result, one per label
-        shard, carried = element
-        earlier = {label: r[shard.job.task] for label, r in zip(self.labels, results, strict=True)}
-        yield shard, self.step.run(self._worker, shard, carried, earlier)
+    def earlier(self, task: str, results: tuple) -> dict:
+        return {label: r[task] for label, r in zip(self.labels, results, strict=True)}
 
     def teardown(self) -> None:
         if hasattr(self, "_worker"):
             self._worker.close()
 
 
-class RunTaskStep(beam.DoFn):
-    """A task step of ``curation.STEPS`` on (task, [(shard, carried)]) groups; yields
-    (task, result)."""
+class RunShardStep(_StepFn):
+    """A shard step on (shard, carried) elements; yields (shard, the new carried)."""
 
-    def __init__(self, step: curation.Step, settings: curation.Settings, labels: list[str]):
-        self.step, self.settings, self.labels = step, settings, labels
+    def process(self, element, *results):
+        shard, carried = element
+        earlier = self.earlier(shard.job.task, results)
+        yield shard, self.step.run(self._worker, shard, carried, earlier)
 
-    def setup(self) -> None:
-        self._worker = curation.Worker(self.settings, count=_count)
 
-    def process(self, element, *results):  # results: task -> result, one per label
+class RunTaskStep(_StepFn):
+    """A task step on (task, [(shard, carried)]) groups; yields (task, result)."""
+
+    def process(self, element, *results):
         task, group = element
         group = sorted(group, key=lambda pair: pair[0].index)
-        earlier = {label: r[task] for label, r in zip(self.labels, results, strict=True)}
         job = group[0][0].job
-        yield task, self.step.run(self._worker, job, [c for _, c in group], earlier)
+        yield (
+            task,
+            self.step.run(self._worker, job, [c for _, c in group], self.earlier(task, results)),
+        )
 
 
 def _count(name: str, n: int) -> None:
