@@ -1,7 +1,9 @@
 """Writing a curated dataset (docs/format.md section 9), and publishing it safely on any filesystem.
 
-The layout and every read (``join``, ``list_files``, ``read_manifest``) live in
-``kibble.schemas.layout``; this module writes and publishes.
+The layout and every read (``join``, ``list_files``, ``read_manifest``, the manifest's
+``file_entries``) live in ``kibble.schemas.layout``; this module writes and publishes.
+``check_output`` (:mod:`kibble.schemas.outputs`, the one check of every command's
+output; here with its defaults, a dataset's) refuses an output before any work is done.
 
 ``DIR`` is a local path or a URL that pyarrow's filesystems reach (``gs://``, ``s3://``,
 ``abfs://``, ``file:///...``). A dataset is assembled in a staging location beside
@@ -31,11 +33,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 import kibble
-from kibble.atomic import recover, swap_in
+from kibble.atomic import swap_in
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
 from kibble.schemas.layout import (
-    LAYOUT,
     MANIFEST,
     is_url,
     join,
@@ -45,8 +46,7 @@ from kibble.schemas.layout import (
     sha256,
     write_bytes,
 )
-
-_DATASET_TOP = set(LAYOUT)
+from kibble.schemas.outputs import check_output as check_output  # the output of a dataset
 
 
 def remove(location: str | os.PathLike, quiet: bool = False) -> None:
@@ -61,34 +61,6 @@ def remove(location: str | os.PathLike, quiet: bool = False) -> None:
     except (OSError, KibbleError):
         if not quiet:
             raise
-
-
-def _is_dataset_file(rel: str) -> bool:
-    return rel.split("/", 1)[0] in _DATASET_TOP
-
-
-def check_output(out: str | os.PathLike) -> None:
-    """Refuse an output that cannot take a dataset, before any work is done.
-
-    Publishing replaces everything under ``out``, so it must be absent, empty, or a
-    kibble dataset (complete or left without a manifest by a killed job).
-    """
-    if not is_url(out):
-        recover(out)  # a publish killed on a filesystem without exchange
-    fs, path = resolve(out)
-    kind = fs.get_file_info(path).type
-    if kind == pafs.FileType.File:
-        raise KibbleError(f"output {os.fspath(out)} is a file; give a directory for the dataset")
-    if kind == pafs.FileType.NotFound:
-        return
-    strays = [rel for rel in list_files(out) if not _is_dataset_file(rel)]
-    if strays:
-        shown = ", ".join(strays[:3]) + (", ..." if len(strays) > 3 else "")
-        raise KibbleError(
-            f"output {os.fspath(out)} holds files that are not part of a kibble dataset "
-            f"({shown}); writing a dataset replaces everything under it, so give a new "
-            "directory or an existing dataset"
-        )
 
 
 def staging_dir(out: Path) -> Path:
@@ -166,10 +138,11 @@ def file_entry(root: str | os.PathLike, rel: str) -> dict[str, Any]:
     return {"path": rel, "rows": rows, "bytes": size, "sha256": sha256(join(root, rel))}
 
 
-def file_entries(
+def build_file_entries(
     root: str | os.PathLike, known: dict[str, dict] | None = None
 ) -> list[dict[str, Any]]:
-    """Every Parquet file under ``root``: relative path, rows, bytes, sha256.
+    """The manifest's ``files``, built from every Parquet file under ``root``: relative
+    path, rows, bytes, sha256 (:func:`kibble.schemas.layout.file_entries` reads them).
 
     ``known``: entries already made where the files were written (Beam workers), by
     relative path; used while the size matches, so the launcher need not read the
@@ -200,7 +173,7 @@ def write_manifest(
         "kibble_version": kibble.__version__,
         "config": config,
         "tasks": tasks,
-        "files": file_entries(root, known_files),
+        "files": build_file_entries(root, known_files),
     }
     write_bytes(
         join(root, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

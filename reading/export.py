@@ -1,7 +1,8 @@
 """``kibble export``: a curated dataset written in another library's format.
 
-One format today, ``minari`` (:mod:`kibble.reading.export_minari`, docs/format.md
-section 15): one Minari dataset per task under ``--out``, which is a Minari datasets root
+One format today, ``minari`` (:mod:`kibble.reading.export_minari` decides,
+:mod:`kibble.reading.minari_writer` writes; docs/format.md section 15): one Minari
+dataset per task under ``--out``, which is a Minari datasets root
 (``MINARI_DATASETS_PATH=OUT`` and ``minari.load_dataset(ID)``).
 
 What this module owns, whatever the format: the checks made before anything is written
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from kibble import atomic
 from kibble.errors import KibbleError
-from kibble.schemas.layout import is_url
+from kibble.schemas.outputs import check_output
 from kibble.schemas.reader import CuratedDataset
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ NOT_SUPPORTED = {
     ),
 }
 """Formats people ask for that kibble does not write, and why."""
+
+OUTPUT_RULES = {
+    "replace_dataset": False,
+    "local_only": "the libraries an export is for read local folders",
+    "writer": "an export",
+}
+"""How :func:`kibble.schemas.outputs.check_output` checks an export's ``--out``: a local
+directory that does not exist yet (an export never replaces anything)."""
 
 
 @dataclass
@@ -78,22 +87,6 @@ def check_format(fmt: str) -> str:
     if reason:
         raise KibbleError(f"cannot export to {fmt!r}: {reason}. Formats: {known}")
     raise KibbleError(f"unknown export format {fmt!r}; kibble exports to: {known}")
-
-
-def check_output(out: str | os.PathLike) -> Path:
-    """``out`` as a Path; a KibbleError if it is a URL or exists (an export never replaces)."""
-    if is_url(out):
-        raise KibbleError(
-            f"--out {os.fspath(out)}: an export is written to a local directory (the "
-            "libraries it is for read local folders); give a path"
-        )
-    path = Path(out)
-    if path.exists() or path.is_symlink():
-        raise KibbleError(
-            f"{path} already exists; an export never replaces anything: remove it, or give "
-            "a new --out"
-        )
-    return path
 
 
 def select(
@@ -149,18 +142,20 @@ def export_dataset(
     at all (module docstring). ``tasks`` and ``episode_ids`` narrow what is exported.
     """
     fmt = check_format(fmt)
-    out = check_output(out)
-    from kibble.reading import export_minari as writer
+    check_output(out, **OUTPUT_RULES)
+    out = Path(out)
+    from kibble.reading.export_minari import plan
+    from kibble.reading.minari_writer import write
 
     ds = CuratedDataset(dataset)
     selection = select(ds, tasks, episode_ids)
-    plans = [writer.plan(ds, task) for task in selection]  # refusals before any writing
+    plans = [plan(ds, task) for task in selection]  # refusals before any writing
     with atomic.hold(out):
-        check_output(out)  # again under the lock: another export may have finished
+        check_output(out, **OUTPUT_RULES)  # again under the lock: another export may have finished
         # Absolute: Minari's arrow storage mangles a relative data path.
         staging = out.absolute().parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
         try:
-            exported = writer.write(ds, plans, selection, staging)
+            exported = write(ds, plans, selection, staging)
             atomic.fault_point("staged")
             staging.rename(out)
         except BaseException:

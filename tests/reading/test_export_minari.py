@@ -199,6 +199,7 @@ def test_bad_inputs_are_one_paragraph_errors_and_write_nothing(curated, tmp_path
     out.mkdir()
     assert "already exists" in fails(["export", ds, "--out", str(out)])
     assert not list(out.iterdir())
+    assert "an export writes to a local path" in fails(["export", ds, "--out", "gs://b/x"])
 
     curate_tasks(
         "raw",

@@ -84,3 +84,18 @@ def test_the_command_exits_1_naming_each_mismatch(ds):
     assert result.exit_code == 1
     assert "sha256" in result.output and "steps" in result.output
     assert "Traceback" not in result.output
+
+
+def test_summary_prints_only_the_summary_and_the_verdict(clean):
+    from kibble.cli import app
+
+    full = CliRunner().invoke(app, ["inspect", str(clean)])
+    short = CliRunner().invoke(app, ["inspect", str(clean), "--summary"])
+    assert full.exit_code == short.exit_code == 0, full.output + short.output
+    lines = full.output.splitlines()
+    assert any(line.startswith("columns of data/") for line in lines)  # the default: all
+    assert any(line.startswith("sample row of gym/CartPole-v1") for line in lines)
+    # The schema version line, one line per task, the verdict.
+    assert short.output.splitlines() == [lines[0], lines[1], lines[-1]]
+    assert lines[1].startswith("  gym/CartPole-v1: kept ")
+    assert lines[-1].startswith("every file matches its schema and the manifest")

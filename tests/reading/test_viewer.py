@@ -1,7 +1,8 @@
 """`kibble view` and the dataset card's episode pictures, on a small real dataset.
 
 One dataset of two tasks (procgen/starpilot with 64x64 RGB frames, gym/CartPole-v1
-without images), curated with random experts; every output is decoded again.
+without images), curated with random experts, and one of one task (BabyAI: a Dict
+observation of named leaves); every output is decoded again.
 """
 
 import re
@@ -16,10 +17,12 @@ from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.publish import check_output
 from kibble.pipelines.stages import TaskJob
 from kibble.reading.video import ffmpeg_executable
+from kibble.reading.view_plots import plot_figure
+from kibble.reading.viewed_episode import load_episode
 from kibble.reading.viewer import CARD_VIEW, ViewConfig, view_episode
 from kibble.schemas.reader import CuratedDataset
 
-STARPILOT, CARTPOLE = "procgen/starpilot", "gym/CartPole-v1"
+STARPILOT, CARTPOLE, BABYAI = "procgen/starpilot", "gym/CartPole-v1", "babyai/GoToObj-v0"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,14 @@ def ds(tmp_path_factory):
     out = tmp_path_factory.mktemp("view") / "ds"
     jobs = [TaskJob(STARPILOT, "random", 3, max_steps=20), TaskJob(CARTPOLE, "random", 3)]
     curate_tasks("t", jobs, out, num_envs=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def babyai(tmp_path_factory):
+    """One task, observations {direction: Discrete(4), image: 7x7x3 grid, mission: text}."""
+    out = tmp_path_factory.mktemp("view") / "babyai"
+    curate_tasks("b", [TaskJob(BABYAI, "bot", 2)], out, num_envs=1)
     return out
 
 
@@ -87,6 +98,62 @@ def test_max_frames_cuts_the_video(ds, tmp_path):
     assert len(gif_frames(tmp_path / "ep.gif")) == view.drawn == 3
 
 
+def test_the_command_draws_max_frames_and_still_takes_its_old_name(ds, tmp_path):
+    from kibble.cli import app
+
+    for flag in ("--max-frames", "--max-steps"):
+        out = tmp_path / f"{flag[2:]}.gif"
+        args = ["view", str(ds), "--task", STARPILOT, "--out", str(out), flag, "3"]
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 0, done.output
+        assert "(the first 3 drawn)" in done.stdout and len(gif_frames(out)) == 3
+    assert "--max-steps is deprecated; use --max-frames" in done.stderr
+    args = ["view", str(ds), "--task", STARPILOT, "--out", str(tmp_path / "x.gif")]
+    done = CliRunner().invoke(app, [*args, "--max-frames", "3", "--max-steps", "4"])
+    assert done.exit_code == 1 and "disagree" in done.output
+    shown = CliRunner().invoke(app, ["view", "--help"], terminal_width=200).output
+    assert "--max-frames" in shown and "--max-steps" not in shown  # the old name is hidden
+
+
+def test_the_task_may_be_left_out_when_the_dataset_has_one(ds, babyai, tmp_path):
+    from kibble.cli import app
+
+    done = CliRunner().invoke(app, ["view", str(babyai), "--out", str(tmp_path / "ep.png")])
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith(f"{BABYAI}: episode ")
+    done = CliRunner().invoke(app, ["view", str(ds), "--out", str(tmp_path / "x.png")])
+    assert done.exit_code == 1
+    tasks = ", ".join(CuratedDataset(ds).task_ids)  # both, in the manifest's order
+    assert f"has 2 tasks ({tasks}): give the one to view with --task" in done.output
+    assert list(tmp_path.iterdir()) == [tmp_path / "ep.png"]
+
+
+def legends(episode) -> dict[str, list[str]]:
+    """Per panel of the episode's plot (by its y label), the labels of its legend."""
+    fig = plot_figure(episode, episode.length)
+    try:
+        return {
+            ax.get_ylabel(): [t.get_text() for t in ax.get_legend().get_texts()]
+            if ax.get_legend()
+            else []
+            for ax in fig.axes
+        }
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_plot_legends_name_the_leaves_of_the_space(ds, babyai):
+    # A Dict observation: its keys (148 values, too many for a line each: one per leaf).
+    labels = legends(load_episode(babyai, None, None))
+    assert labels["observation"] == ["direction", "image (147 values)"]
+    assert labels["action"] == labels["reward"] == []  # one value: the y label says it
+    # A Box is one leaf without names: its values by index.
+    labels = legends(load_episode(ds, CARTPOLE, None))
+    assert labels["observation"] == [f"observation[{i}]" for i in range(4)]
+
+
 def test_a_task_without_images_is_plotted(ds, tmp_path):
     ep = first_episode(ds, CARTPOLE)
     view = view_episode(ds, CARTPOLE, tmp_path / "ep.png")
@@ -142,7 +209,17 @@ def test_an_output_that_exists_is_left_alone(ds, tmp_path):
 
 @pytest.mark.parametrize("name", ["x.avi", "x", "x.jpeg"])
 def test_an_unknown_extension(ds, tmp_path, name):
-    assert "give a file name ending in .mp4 or .gif" in _error(ds, tmp_path, name)
+    message = _error(ds, tmp_path, name)
+    assert (
+        "give a file name ending in .mp4 or .gif (a video of the episode's images) or .png ("
+        in (message)
+    )
+
+
+def test_an_output_that_cannot_be_written(ds, tmp_path):
+    assert "the directory" in _error(ds, tmp_path, "no/such/dir/x.gif")
+    with pytest.raises(KibbleError, match="kibble view writes to a local path"):
+        view_episode(ds, STARPILOT, "gs://bucket/x.gif")
 
 
 def test_a_video_of_a_task_without_images(ds, tmp_path):
