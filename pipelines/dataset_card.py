@@ -67,9 +67,12 @@ def front_matter(manifest: dict) -> dict:
     """The Hub's dataset card metadata: license, task category, tags, configs."""
     tasks = task_entries(manifest)
     families = sorted({task.split("/", 1)[0] for task in tasks})
+    # No `rejected` configuration when nothing was rejected: `datasets` cannot build an
+    # empty split, and would end `load_dataset(DIR, "rejected")` in a traceback.
+    rejected = [_config(REJECTED_CONFIG, REJECTED_FILES)] if _rejected_rows(manifest) else []
     configs = [
         {**_config(DEFAULT_CONFIG, KEPT_FILES), "default": True},
-        _config(REJECTED_CONFIG, REJECTED_FILES),
+        *rejected,
         *(_config(name, f"{DATA_DIR}/{name}/*.parquet") for name in task_configs(manifest)),
     ]
     return {
@@ -88,6 +91,10 @@ def _num(x: float | None) -> str:
 
 def _rows(manifest: dict, prefix: str) -> int:
     return sum(f["rows"] for f in manifest.get("files", []) if f["path"].startswith(prefix))
+
+
+def _rejected_rows(manifest: dict) -> int:
+    return _rows(manifest, REJECTED_DIR + "/")
 
 
 def space_summary(description: object) -> str:
@@ -162,8 +169,11 @@ def card_text(manifest: dict, plots: list[str], views: list[str] | None = None) 
         "|---|---|---|",
         f"| `{DEFAULT_CONFIG}` | {_rows(manifest, DATA_DIR + '/'):,} | kept timesteps of every "
         f"task, one row per step (`{KEPT_FILES}`) |",
-        f"| `{REJECTED_CONFIG}` | {_rows(manifest, REJECTED_DIR + '/'):,} | every episode not "
-        f"kept, one row per episode, with its reason (`{REJECTED_FILES}`) |",
+        f"| `{REJECTED_CONFIG}` | {_rejected_rows(manifest):,} | every episode not "
+        f"kept, one row per episode, with its reason (`{REJECTED_FILES}`) |"
+        if _rejected_rows(manifest)
+        else f"| (none) | 0 | nothing was rejected: `{REJECTED_FILES}` is empty and there is "
+        f"no `{REJECTED_CONFIG}` configuration |",
     ]
     lines += [
         f"| `{name}` | {_rows(manifest, f'{DATA_DIR}/{name}/'):,} | kept timesteps of {task} |"
@@ -182,7 +192,9 @@ def card_text(manifest: dict, plots: list[str], views: list[str] | None = None) 
         "from datasets import load_dataset",
         "",
         "steps = load_dataset(DATASET_DIR, split='train')  # kept timesteps, every task",
-        "rejected = load_dataset(DATASET_DIR, 'rejected', split='train')",
+        "rejected = load_dataset(DATASET_DIR, 'rejected', split='train')"
+        if _rejected_rows(manifest)
+        else "# nothing was rejected, so there is no 'rejected' configuration",
         f"one_task = load_dataset(DATASET_DIR, '{example}', split='train')",
         "",
         "import pyarrow.dataset as ds",

@@ -92,6 +92,20 @@ def test_load_dataset_reads_kept_steps_by_default_and_rejected_as_a_config(folde
     assert _files(folder) == before  # nothing written into the dataset
 
 
+def test_a_dataset_that_rejected_nothing_has_no_rejected_config(tmp_path, offline):
+    # fraction 0.01 keeps every random CartPole episode: rejected/ has 0 rows, and
+    # `datasets` cannot build an empty split (it raised "corresponds to no data").
+    out = tmp_path / "all-kept"
+    manifest = curate_tasks("all", [TaskJob("gym/CartPole-v1", "random", 3)], out, fraction=0.01)
+    assert task_entries(manifest)["gym/CartPole-v1"].rejected == {}
+    card = (out / "README.md").read_text()
+    assert "config_name: rejected" not in card and "nothing was rejected" in card
+    with pytest.raises(ValueError, match="BuilderConfig 'rejected' not found"):
+        datasets.load_dataset(str(out), "rejected", split="train", cache_dir=str(offline))
+    steps = datasets.load_dataset(str(out), split="train", cache_dir=str(offline))
+    assert steps.num_rows == task_entries(manifest)["gym/CartPole-v1"].steps
+
+
 def test_each_task_with_kept_rows_is_a_config(folder, offline):
     manifest = _manifest(folder)
     assert task_configs(manifest) == {
