@@ -217,6 +217,7 @@ class Executor(Protocol):
 def finish_dataset(
     root: str | os.PathLike,
     config: DatasetConfig,
+    *,
     tasks: dict,
     rejected: list[dict],
     known_files: dict[str, dict] | None = None,
@@ -230,7 +231,9 @@ def finish_dataset(
         layout.join(root, layout.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
     ) as writer:
         writer.write(pa.Table.from_pylist(rejected, schema=REJECTED_EPISODE_SCHEMA))
-    manifest = publish.write_manifest(root, config.name, config.as_dict(), tasks, known_files)
+    manifest = publish.write_manifest(
+        root, config.name, config=config.as_dict(), tasks=tasks, known_files=known_files
+    )
     for task in tasks:  # views/: read back through the manifest, so after it
         viewer.card_view(root, task)
     dataset_card.write_dataset_card(root, manifest)
@@ -251,7 +254,7 @@ def assemble(config: DatasetConfig, root: str, summaries: Mapping[str, TaskSumma
         rejected += task_results.rejected_rows(outcomes, bar)
     for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
         publish.remove(layout.join(root, scratch))
-    return finish_dataset(root, config, tasks, rejected, known_files)
+    return finish_dataset(root, config, tasks=tasks, rejected=rejected, known_files=known_files)
 
 
 def curate(config: DatasetConfig, executor: Executor) -> dict:

@@ -163,6 +163,7 @@ def build_file_entries(
 def write_manifest(
     root: str | os.PathLike,
     name: str,
+    *,
     config: dict,
     tasks: dict,
     known_files: dict[str, dict] | None = None,

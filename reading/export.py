@@ -133,6 +133,7 @@ def export_dataset(
     dataset: str | os.PathLike,
     fmt: str,
     out: str | os.PathLike,
+    *,
     tasks: list[str] | None = None,
     episode_ids: list[str] | None = None,
 ) -> ExportResult:

@@ -119,6 +119,7 @@ def view_episode(
     dataset: str | os.PathLike,
     task: str | None,
     out: str | os.PathLike,
+    *,
     episode_id: str | None = None,
     config: ViewConfig | None = None,
 ) -> View:

@@ -80,7 +80,7 @@ def test_an_mp4_decodes_to_one_frame_per_step(ds, tmp_path):
     if ffmpeg_executable() is None:
         pytest.skip("no ffmpeg: install kibble[view]")
     ep = first_episode(ds, STARPILOT)
-    view_episode(ds, STARPILOT, tmp_path / "ep.mp4", ep.episode_id)
+    view_episode(ds, STARPILOT, tmp_path / "ep.mp4", episode_id=ep.episode_id)
     video = cv2.VideoCapture(str(tmp_path / "ep.mp4"))
     frames = []
     while True:
@@ -166,7 +166,7 @@ def test_a_task_without_images_is_plotted(ds, tmp_path):
 def test_a_given_episode_id_is_the_one_drawn(ds, tmp_path):
     episodes = list(CuratedDataset(ds).episodes(STARPILOT))
     last = episodes[-1]
-    view = view_episode(ds, STARPILOT, tmp_path / "ep.gif", last.episode_id)
+    view = view_episode(ds, STARPILOT, tmp_path / "ep.gif", episode_id=last.episode_id)
     assert view.episode_id == last.episode_id
     assert len(gif_frames(tmp_path / "ep.gif")) == last.length
 

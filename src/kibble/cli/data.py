@@ -283,7 +283,7 @@ def view(
         typer.echo("kibble: --max-steps is deprecated; use --max-frames", err=True)
         max_frames = max_steps
     config = ViewConfig(fps=fps, max_frames=max_frames)
-    done = view_episode(dataset_dir, task, out, episode, config)
+    done = view_episode(dataset_dir, task, out, episode_id=episode, config=config)
     drawn = "" if done.drawn == done.length else f" (the first {done.drawn} drawn)"
     typer.echo(
         f"{done.task}: episode {done.episode_id}, return {done.episode_return:.4g}, "
@@ -330,7 +330,7 @@ def export(
     each episode is exported without its last step (kept in the episode's metadata)."""
     from kibble.reading.export import export_dataset
 
-    result = export_dataset(dataset_dir, format, out, task, episode)
+    result = export_dataset(dataset_dir, format, out, tasks=task, episode_ids=episode)
     for t in result.tasks:
         scores = (
             f"ref scores {t.ref_min_score:g} (random) .. {t.ref_max_score:g} (expert)"
