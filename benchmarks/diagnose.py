@@ -32,7 +32,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run = LoadedRun.load(args.run_dir)
     for task, expert in zip(args.task, args.expert, strict=True):
-        result = teacher_forced(run, task, expert, args.episodes, args.seed, args.max_steps)
+        result = teacher_forced(
+            run, task, expert, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps
+        )
         print("\n".join(result.lines()), flush=True)
 
 

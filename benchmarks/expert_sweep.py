@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from kibble.envs import list_tasks
-from kibble.experts.evaluation import evaluate
+from kibble.experts.evaluation import RolloutSettings, evaluate
 
 
 def sweep(
@@ -32,7 +32,11 @@ def sweep(
     print("|---|---|---|---|---|---|")
     for task in list_tasks(family):
         t0 = time.perf_counter()
-        run = evaluate(task.id, source, episodes, seed=0, num_envs=1, max_steps=max_steps)
+        run = evaluate(
+            task.id,
+            source,
+            RolloutSettings(episodes=episodes, seed=0, num_envs=1, max_steps=max_steps),
+        )
         seconds = time.perf_counter() - t0
         returns = np.array([e.episode_return for e in run])
         success = float(np.mean([bool(e.success) for e in run]))

@@ -86,7 +86,7 @@ def make_expert(task_id: str, kind: str, sb3_zips: dict[str, Path]):
     if kind == "scripted":
         return ScriptedPolicy(task.name, act_space)
     if kind == "rllib":
-        return RLlibPolicy(default_module(task_id), obs_space, act_space, "rllib")
+        return RLlibPolicy(default_module(task_id), obs_space, act_space, name="rllib")
     source = f"sb3:{sb3_zips[task_id]}" if kind == "sb3" else kind
     return load_expert(task, source, obs_space, act_space)
 
@@ -104,7 +104,9 @@ def steps_per_second(task_id: str, policy, num_envs: int, steps: int) -> float:
         return env
 
     done = 0
-    episodes = run_episodes(make, policy, jobs, task_id, num_envs=num_envs, max_steps=per_episode)
+    episodes = run_episodes(
+        make, policy, jobs, task=task_id, num_envs=num_envs, max_steps=per_episode
+    )
     start = None
     for episode in episodes:
         if start is None:  # skip environment construction and the first episodes' warm-up

@@ -36,7 +36,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from kibble.experts.card import read_card
+from kibble.experts.card import RolloutSettings, read_card
 from kibble.trainer.config import load_mixture
 from kibble.trainer.evaluate import LoadedRun, evaluate_task
 from kibble.trainer.train import train
@@ -144,13 +144,11 @@ def main() -> None:
             row = evaluate_task(
                 loaded,
                 card.task,
-                args.episodes,
-                args.seed,
-                4,
-                path,
-                None,
-                card.max_steps,
-                _past_steps_of(card.task, past_steps),
+                RolloutSettings(
+                    episodes=args.episodes, seed=args.seed, num_envs=4, max_steps=card.max_steps
+                ),
+                card=path,
+                past_steps=_past_steps_of(card.task, past_steps),
             )
             scores[card.task] = row.score
             print(

@@ -20,7 +20,7 @@ import numpy as np
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.evaluation import evaluate, evaluate_policy, success_rate
+from kibble.experts.evaluation import RolloutSettings, evaluate, evaluate_policy, success_rate
 from kibble.experts.sources import load_expert, parse_source
 from kibble.schemas.records import Episode
 from kibble.versions import package_versions
@@ -32,7 +32,7 @@ _VERSIONED_PACKAGES = (
 )  # fmt: skip
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReturnStats:
     mean: float
     std: float
@@ -42,10 +42,10 @@ class ReturnStats:
     @classmethod
     def of(cls, returns: Iterable[float]) -> ReturnStats:
         r = np.asarray(list(returns), np.float64)
-        return cls(float(r.mean()), float(r.std()), float(r.min()), float(r.max()))
+        return cls(mean=float(r.mean()), std=float(r.std()), min=float(r.min()), max=float(r.max()))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExpertCard:
     """One expert's measured quality on one task."""
 
@@ -81,31 +81,24 @@ class ExpertCard:
 def make_card(
     task_id: str,
     source: str,
-    episodes: int,
-    seed: int = 0,
-    num_envs: int = 4,
-    on_episode: Callable[[Episode], None] | None = None,
+    settings: RolloutSettings,
+    *,
     sample: bool = False,
-    max_steps: int | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> ExpertCard:
-    """Measure ``source`` (greedy, or sampled with ``sample``) and the random policy.
-
-    ``max_steps``: cut every episode there, to match a dataset whose episodes are cut.
-    """
+    """Measure ``source`` (greedy, or sampled with ``sample``) and the random policy on
+    the episodes ``settings`` give (cut at ``settings.max_steps`` to match a dataset whose
+    episodes are cut)."""
     src = parse_source(source)
     task = get_task(task_id)
-    policy = load_expert(task, src, *task.spaces(), sample)
-    expert = evaluate_policy(task_id, policy, episodes, seed, num_envs, on_episode, max_steps)
-    rand = (
-        expert
-        if src.is_random
-        else evaluate(task_id, "random", episodes, seed, num_envs, on_episode, max_steps=max_steps)
-    )
+    policy = load_expert(task, src, *task.spaces(), sample=sample)
+    expert = evaluate_policy(task_id, policy, settings, on_episode=on_episode)
+    rand = expert if src.is_random else evaluate(task_id, "random", settings, on_episode=on_episode)
     return ExpertCard(
         task=task_id,
         expert=src.text,
         sampled=sample and src.can_sample,
-        episodes=episodes,
+        episodes=settings.episodes,
         seeds=[e.seed for e in expert],
         expert_return=ReturnStats.of(e.episode_return for e in expert),
         random_return=ReturnStats.of(e.episode_return for e in rand),
@@ -113,7 +106,7 @@ def make_card(
         random_success_rate=success_rate(rand),
         length_mean=float(np.mean([e.length for e in expert])),
         versions=package_versions(_VERSIONED_PACKAGES),
-        max_steps=max_steps,
+        max_steps=settings.max_steps,
         source=getattr(policy, "description", None),
     )
 
@@ -147,20 +140,20 @@ def card_matches(
     card: ExpertCard,
     task: str,
     source: str,
-    episodes: int,
-    seed: int,
-    max_steps: int | None = None,
+    settings: RolloutSettings,
+    *,
     sample: bool = False,
 ) -> bool:
     """True when ``card`` measured ``source`` on ``task`` with these settings: what
-    :func:`make_card` would measure again (a card can then be reused)."""
+    :func:`make_card` would measure again (a card can then be reused). ``num_envs``
+    does not matter: it changes no episode."""
     src = parse_source(source)
     return (
         card.task == task
         and card.expert == src.text
-        and card.episodes == episodes
-        and card.seeds[:1] == [seed]
-        and card.max_steps == max_steps
+        and card.episodes == settings.episodes
+        and card.seeds[:1] == [settings.seed]
+        and card.max_steps == settings.max_steps
         and card.sampled == (sample and src.can_sample)
     )
 
@@ -169,9 +162,8 @@ def current_card(
     path: str | Path,
     task: str,
     source: str,
-    episodes: int,
-    seed: int,
-    max_steps: int | None = None,
+    settings: RolloutSettings,
+    *,
     sample: bool = False,
 ) -> ExpertCard | None:
     """The card at ``path`` if it still holds: it exists, :func:`card_matches` these
@@ -182,7 +174,7 @@ def current_card(
         card = read_card(path)
     except KibbleError:
         return None
-    if not card_matches(card, task, source, episodes, seed, max_steps, sample):
+    if not card_matches(card, task, source, settings, sample=sample):
         return None
     src = parse_source(source)
     local = src.location is not None and "://" not in src.location
@@ -205,6 +197,7 @@ def _newest_mtime(location: Path) -> float:
 __all__ = [
     "ExpertCard",
     "ReturnStats",
+    "RolloutSettings",
     "card_matches",
     "current_card",
     "make_card",

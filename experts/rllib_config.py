@@ -8,13 +8,13 @@ Any AlgorithmConfig field can be overridden (``--set lr=1e-4``).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gymnasium import spaces
 
-from kibble.envs import describe_space, get_task
+from kibble.envs import get_task, space_summary
 from kibble.errors import KibbleError
 from kibble.experts.rllib_policy import module_observation_space
 from kibble.tokenize.codecs import is_image_space
@@ -30,6 +30,7 @@ class ExpertTrainConfig:
     """Task id, e.g. gym/CartPole-v1."""
     out: Path
     """Expert directory: checkpoint, metadata, progress. Resumed when it exists."""
+    _: KW_ONLY  # the settings by name: ExpertTrainConfig(task, out, timesteps=...)
     algorithm: str | None = None
     """PPO or SAC; default: PPO (SAC is an option for continuous actions)."""
     timesteps: int = 200_000
@@ -76,7 +77,7 @@ def build_algorithm_config(cfg: ExpertTrainConfig, env_name: str, obs_space, act
     continuous = isinstance(act_space, spaces.Box)
     if algorithm == "SAC" and not continuous:
         raise KibbleError(
-            f"SAC needs continuous actions; {cfg.task} has {describe_space(act_space)}"
+            f"SAC needs continuous actions; {cfg.task} has {space_summary(act_space)}"
         )
     image = is_image_space(obs_space)
     if algorithm == "SAC":

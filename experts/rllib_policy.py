@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from kibble.envs.registry import describe_space
+from kibble.envs.registry import space_summary
 from kibble.errors import KibbleError
 from kibble.tokenize.codecs import is_image_space
 
@@ -102,6 +102,7 @@ class RLlibPolicy:
         module: Any,
         observation_space: spaces.Space,
         action_space: spaces.Space,
+        *,
         name: str,
         sample: bool = False,
     ) -> None:
@@ -110,7 +111,7 @@ class RLlibPolicy:
         if sample and not isinstance(action_space, spaces.Discrete | spaces.Box):
             raise KibbleError(
                 f"sampled actions support Discrete and Box action spaces, not "
-                f"{describe_space(action_space)}; use the greedy policy"
+                f"{space_summary(action_space)}; use the greedy policy"
             )
         # One intra-op thread: an expert network is small and a batch a few observations,
         # so extra threads only add synchronization; with one Beam worker per core they
@@ -174,6 +175,7 @@ def load_rllib_policy(
     checkpoint: str | Path,
     observation_space: spaces.Space,
     action_space: spaces.Space,
+    *,
     task: str = "",
     sample: bool = False,
 ) -> RLlibPolicy:
@@ -192,10 +194,10 @@ def load_rllib_policy(
         if not spaces_match(ours, theirs):
             raise KibbleError(
                 f"the checkpoint {checkpoint} was trained on another {what} space than "
-                f"{task or 'this task'} has: checkpoint {describe_space(theirs)}, "
-                f"task {describe_space(ours)}"
+                f"{task or 'this task'} has: checkpoint {space_summary(theirs)}, "
+                f"task {space_summary(ours)}"
             )
-    return RLlibPolicy(module, observation_space, action_space, str(checkpoint), sample=sample)
+    return RLlibPolicy(module, observation_space, action_space, name=str(checkpoint), sample=sample)
 
 
 def read_expert_metadata(path: str | Path) -> dict | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import kibble
 from kibble.atomic import recover, swap_in
-from kibble.envs import describe_space, get_task
+from kibble.envs import get_task, space_summary
 from kibble.errors import KibbleError
 from kibble.experts.ray_cluster import init_ray, ray_placement, warn_if_too_few_cpus
 from kibble.experts.rllib_config import ExpertTrainConfig, build_algorithm_config
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class IterationReport:
     iteration: int
     env_steps: int
@@ -113,8 +113,8 @@ def train_expert(
     metadata = {
         "task": cfg.task,
         "algorithm": algorithm,
-        "observation_space": describe_space(obs_space),
-        "action_space": describe_space(act_space),
+        "observation_space": space_summary(obs_space),
+        "action_space": space_summary(act_space),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "kibble_version": kibble.__version__,
         "ray": ray_placement(algo, cfg.ray_address, cfg.num_env_runners),

@@ -119,6 +119,7 @@ def run_episodes(
     make_env: Callable[[], gym.Env],
     policy: Policy,
     jobs: Iterable[EpisodeJob],
+    *,
     task: str,
     num_envs: int = 1,
     max_steps: int | None = None,

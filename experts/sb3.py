@@ -102,6 +102,7 @@ def load_sb3_policy(
     task: Task,
     observation_space: spaces.Space,
     action_space: spaces.Space,
+    *,
     sample: bool,
 ) -> Sb3Policy:
     """The SB3 agent in ``location`` (a ``.zip``) as a batched policy for ``task``."""
@@ -117,7 +118,7 @@ def load_sb3_policy(
     setup = read_setup(path)
     view, policy_obs_space = make_view(ckpt, setup, task, observation_space, action_space)
     network = build_policy(ckpt, policy_obs_space)
-    return Sb3Policy(f"sb3:{location}", ckpt, network, view, action_space, sample)
+    return Sb3Policy(f"sb3:{location}", ckpt, network, view, action_space, sample=sample)
 
 
 def describe_sb3_source(location: str, task: Task | str) -> dict[str, Any]:
@@ -139,6 +140,7 @@ class Sb3Policy:
         network: Any,
         view: View,
         action_space: spaces.Space,
+        *,
         sample: bool = False,
     ) -> None:
         import torch

@@ -77,7 +77,7 @@ def _read_yaml(path: Path) -> Any:
         raise KibbleError(f"cannot read {path}: {e}") from e
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingSetup:
     """How an SB3 agent's environment was built, as far as anything says."""
 

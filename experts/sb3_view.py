@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from kibble.envs.registry import Task, describe_space
+from kibble.envs.registry import Task, space_summary
 from kibble.errors import KibbleError
 from kibble.experts.sb3_adapters import (
     Adapter,
@@ -45,7 +45,7 @@ from kibble.experts.sb3_setup import (
 from kibble.experts.sb3_zip import Sb3Checkpoint
 
 
-@dataclass
+@dataclass(kw_only=True)
 class View:
     """What an expert sees: a source and a chain of adapters, one chain per slot.
 
@@ -117,8 +117,8 @@ def _spaces_error(ckpt: Sb3Checkpoint, setup: TrainingSetup, task: Task, obs, ac
     return KibbleError(
         f"sb3:{ckpt.path} cannot act in {task.id}: the {ckpt.algorithm} agent{trained} takes "
         f"observations {ckpt.describe_observations()} and gives actions "
-        f"{describe_space(ckpt.action_space)}, but {task.id} has observations "
-        f"{describe_space(obs)} and actions {describe_space(act)}{why}. An SB3 agent acts "
+        f"{space_summary(ckpt.action_space)}, but {task.id} has observations "
+        f"{space_summary(obs)} and actions {space_summary(act)}{why}. An SB3 agent acts "
         "only on the spaces it was trained on: load it on that task, or use an agent "
         f"trained for {task.id}."
     )
@@ -152,7 +152,11 @@ def make_view(
             )
         normalize = _normalization(ckpt, setup, observation_space)
         chain = ([normalize] if normalize else []) + ([ChannelsFirst()] if channels_first else [])
-        view = View("observation", lambda: list(chain), setup.describe() if setup.known else None)
+        view = View(
+            source="observation",
+            make_chain=lambda: list(chain),
+            setup=setup.describe() if setup.known else None,
+        )
         return view, zip_obs
     if task.family == "atari":
         return _atari_view(ckpt, setup, task, observation_space, action_space)
@@ -165,7 +169,7 @@ def _normalization(ckpt: Sb3Checkpoint, setup: TrainingSetup, space: spaces.Spac
         if not isinstance(space, spaces.Box) or space.dtype == np.uint8:
             raise KibbleError(
                 f"sb3:{ckpt.path}: VecNormalize statistics are supported for vector "
-                f"observations, not {describe_space(space)}"
+                f"observations, not {space_summary(space)}"
             )
         return read_vec_normalize(setup.vec_normalize, space.shape)
     if setup.vec_normalize_none:
@@ -249,6 +253,13 @@ def _atari_view(
         return [*adapters, ChannelsFirst()] if channels_first else adapters
 
     dynamics = {"agent": expert, "task": ours}
-    view = View("raw_frames", chain, setup.describe(), dynamics, accepted, expert["max_pool"])
+    view = View(
+        source="raw_frames",
+        make_chain=chain,
+        setup=setup.describe(),
+        dynamics=dynamics,
+        accepted_differences=accepted,
+        pool=expert["max_pool"],
+    )
     space = spaces.Box(0, 255, shape, np.uint8)
     return view, space

@@ -32,7 +32,7 @@ from typing import Any
 
 from gymnasium import spaces
 
-from kibble.envs.registry import describe_space
+from kibble.envs.registry import space_summary
 from kibble.errors import KibbleError
 from kibble.experts.sb3_fields import jsonable, read_policy_kwargs, read_space, shape_and_dtype
 
@@ -69,7 +69,7 @@ _REFUSED_CLASSES = {
 _FUNCTION_TEXT = re.compile(r"^<function ([\w.]+)\.\w+ at 0x[0-9a-fA-F]+>$")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Sb3Checkpoint:
     """What kibble knows of an SB3 zip, all of it read without unpickling."""
 
@@ -100,14 +100,14 @@ class Sb3Checkpoint:
             "policy_class": f"{self.policy_module}.{self.policy_class}",
             "sb3_version": self.sb3_version,
             "observation_space": self.describe_observations(),
-            "action_space": describe_space(self.action_space),
+            "action_space": space_summary(self.action_space),
             "policy_kwargs": {k: jsonable(v) for k, v in self.policy_kwargs.items()},
             "ignored_training_kwargs": self.dropped_kwargs,
         }
 
     def describe_observations(self) -> str:
         if self.observation_space is not None:
-            return describe_space(self.observation_space)
+            return space_summary(self.observation_space)
         return f"Box{self.observation_shape} {self.observation_dtype} (bounds unreadable)"
 
 

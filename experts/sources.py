@@ -92,6 +92,7 @@ def load_expert(
     source: str | ExpertSource,
     observation_space: spaces.Space,
     action_space: spaces.Space,
+    *,
     sample: bool = False,
 ) -> Policy:
     """The policy named by ``source`` for ``task``; ``sample``: draw a learned expert's actions."""
@@ -116,7 +117,9 @@ def load_expert(
     if src.kind == "sb3":
         from kibble.experts.sb3 import load_sb3_policy
 
-        return load_sb3_policy(src.location, task, observation_space, action_space, sample)
+        return load_sb3_policy(src.location, task, observation_space, action_space, sample=sample)
     from kibble.experts.rllib_policy import load_rllib_policy
 
-    return load_rllib_policy(src.location, observation_space, action_space, task.id, sample=sample)
+    return load_rllib_policy(
+        src.location, observation_space, action_space, task=task.id, sample=sample
+    )

@@ -16,7 +16,7 @@ Every mistake is reported as ``FILE: FIELD: expected X, got Y``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +24,7 @@ from kibble.errors import KibbleError
 from kibble.yaml_file import read_yaml, want
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """The transformer's shape; the embedding and patch sizes follow docs/format.md §5."""
 
@@ -77,6 +77,7 @@ class MixtureConfig:
     """What to train on and how. Field comments are the documentation of the YAML keys."""
 
     datasets: list[DatasetSpec]
+    _: KW_ONLY  # every key past the datasets by name
     model: ModelConfig = field(default_factory=lambda: MODEL_SIZES["tiny"])
     model_name: str = "tiny"
     context: int = 1024  # tokens per training sequence (Gato: 1024)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -50,19 +50,33 @@ _WINDOW_COLUMNS = ["observation_tokens", "action_tokens", "images", "image_shape
 _CHECK_COLUMNS = ["n_observation_tokens", "n_action_tokens"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TaskInfo:
-    """One task of the mixture, with what its manifest says about its expert."""
+    """One task of the mixture, with what its manifest says about its expert; a run's
+    ``tasks.json`` holds one per task (``to_dict``), which evaluation reads back."""
 
     task: str
     """The task id, e.g. ``metaworld/reach-v3``."""
+    dataset: str
+    """The dataset (its path as the mixture gives it) the task was first indexed from."""
     n_observation_tokens: int
+    """Observation tokens per timestep (text observations: the most of any episode)."""
     n_action_tokens: int
     expert_return: float | None
     random_return: float | None
-    dataset: str
     text_model: dict | None = None
     """The manifest's record of the SentencePiece model of its text observations."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "tasks.json") -> TaskInfo:
+        required = [f.name for f in fields(cls) if f.name != "text_model"]
+        if not isinstance(d, dict) or not set(required) <= set(d):
+            missing = ", ".join(n for n in required if not isinstance(d, dict) or n not in d)
+            raise KibbleError(f"{where}: a task's entry lacks {missing}; train the run again")
+        return cls(**{n: d[n] for n in required}, text_model=d.get("text_model"))
 
     @property
     def family(self) -> str:
@@ -71,6 +85,38 @@ class TaskInfo:
     @property
     def tokens_per_step(self) -> int:
         return self.n_observation_tokens + 1 + self.n_action_tokens
+
+
+@dataclass(kw_only=True)
+class EpisodeIndex:
+    """One dataset's episodes, indexed for sampling: an array per episode, and what is
+    derived from them once (not per sample)."""
+
+    file: np.ndarray
+    """Index into :attr:`MixtureData.files` of the file holding the episode."""
+    first_row: np.ndarray
+    """The episode's first row in that file."""
+    length: np.ndarray
+    """Timesteps of the episode."""
+    task: np.ndarray
+    """Index into :attr:`MixtureData.tasks`."""
+    cumulative_length: np.ndarray
+    """Running sum of ``length``: draws a uniform timestep."""
+    episodes_of_task: dict[int, np.ndarray]
+    """Each task's episodes (positions in these arrays): draws prompts."""
+    task_cumulative: dict[int, np.ndarray]
+    """Each task's episodes' running lengths: draws a timestep of one task."""
+    task_keys: list[int]
+    """The tasks drawn from, in order."""
+    task_p: np.ndarray | None = None
+    """``task_weights`` and ``sampling: tasks``: each task's probability (None: equal)."""
+    weighted_cumulative: np.ndarray | None = None
+    """``task_weights`` with timestep sampling: running sum of length x its task's weight
+    (None: no weights, ``cumulative_length`` is used)."""
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.length)
 
 
 class MixtureData:
@@ -83,7 +129,7 @@ class MixtureData:
         task_ids: dict[str, int] = {}
         # Per dataset: per-episode arrays (file index, first row, length, task index),
         # and the derived cumulative lengths and episodes per task.
-        self.episodes: list[dict[str, Any]] = []
+        self.episodes: list[EpisodeIndex] = []
         for spec in config.datasets:
             self.episodes.append(self._index_dataset(spec.path, task_ids))
         weights = np.array([d.weight for d in config.datasets], np.float64)
@@ -108,7 +154,7 @@ class MixtureData:
 
     # -- indexing ---------------------------------------------------------------------------
 
-    def _index_dataset(self, path: str, task_ids: dict[str, int]) -> dict[str, Any]:
+    def _index_dataset(self, path: str, task_ids: dict[str, int]) -> EpisodeIndex:
         dataset = CuratedDataset(path)  # the manifest, its files and version checked
         data_files = dataset.data_files()
         if not any(f["rows"] for f in data_files):
@@ -140,19 +186,16 @@ class MixtureData:
             columns["length"].append(lengths)
         length = np.concatenate(columns["length"]).astype(np.int64)
         task = np.asarray(columns["task"], np.int64)
-        return {
-            "file": np.concatenate(columns["file"]).astype(np.int64),
-            "first_row": np.concatenate(columns["first_row"]).astype(np.int64),
-            "length": length,
-            "task": task,
-            # Derived once here, not per sample: cumulative lengths for drawing a uniform
-            # timestep, and each task's episodes for drawing prompts.
-            "cumulative_length": np.cumsum(length),
-            "episodes_of_task": {int(t): np.flatnonzero(task == t) for t in np.unique(task)},
-            # For sampling by task: each task's episodes' cumulative lengths.
-            "task_cumulative": {int(t): np.cumsum(length[task == t]) for t in np.unique(task)},
-            "task_keys": [int(t) for t in np.unique(task)],  # the tasks drawn from, in order
-        }
+        return EpisodeIndex(
+            file=np.concatenate(columns["file"]).astype(np.int64),
+            first_row=np.concatenate(columns["first_row"]).astype(np.int64),
+            length=length,
+            task=task,
+            cumulative_length=np.cumsum(length),
+            episodes_of_task={int(t): np.flatnonzero(task == t) for t in np.unique(task)},
+            task_cumulative={int(t): np.cumsum(length[task == t]) for t in np.unique(task)},
+            task_keys=[int(t) for t in np.unique(task)],
+        )
 
     def _task(
         self,
@@ -182,13 +225,13 @@ class MixtureData:
         ids[name] = len(self.tasks)
         self.tasks.append(
             TaskInfo(
-                name,
-                n_obs,
-                n_act,
-                entry.expert_return if entry is not None else None,
-                entry.random_return if entry is not None else None,
-                path,
-                text_model,
+                task=name,
+                dataset=path,
+                n_observation_tokens=n_obs,
+                n_action_tokens=n_act,
+                expert_return=entry.expert_return if entry is not None else None,
+                random_return=entry.random_return if entry is not None else None,
+                text_model=text_model,
             )
         )
         return ids[name]
@@ -207,18 +250,18 @@ class MixtureData:
         weight = np.array([task_weights.get(info.task, 1.0) for info in self.tasks])
         for ep in self.episodes:  # only what the mixture's sampling draws from
             if self.config.sampling == "tasks":
-                p = weight[ep["task_keys"]]
-                ep["task_p"] = p / p.sum()
+                p = weight[ep.task_keys]
+                ep.task_p = p / p.sum()
             else:
-                ep["weighted_cumulative"] = np.cumsum(ep["length"] * weight[ep["task"]])
+                ep.weighted_cumulative = np.cumsum(ep.length * weight[ep.task])
 
     @property
     def num_episodes(self) -> int:
-        return sum(len(d["length"]) for d in self.episodes)
+        return sum(d.num_episodes for d in self.episodes)
 
     @property
     def num_steps(self) -> int:
-        return int(sum(d["length"].sum() for d in self.episodes))
+        return int(sum(d.length.sum() for d in self.episodes))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -264,8 +307,8 @@ class MixtureData:
 
     def episode_steps(self, dataset: int, episode: int, start: int, stop: int) -> TokenizedSteps:
         ep = self.episodes[dataset]
-        first = int(ep["first_row"][episode])
-        return self.read_steps(int(ep["file"][episode]), first + start, first + stop)
+        first = int(ep.first_row[episode])
+        return self.read_steps(int(ep.file[episode]), first + start, first + stop)
 
     # -- sampling -----------------------------------------------------------------------------
 
@@ -274,23 +317,23 @@ class MixtureData:
         rng = self.rng
         d = int(rng.choice(len(self.episodes), p=self.dataset_p))
         ep = self.episodes[d]
-        lengths = ep["length"]
+        lengths = ep.length
         if self.config.sampling == "tasks":
             # Each task of the dataset an equal share (or its task_weights share), whatever
             # its number of timesteps; inside it, a uniform timestep.
-            keys = ep["task_keys"]
-            t = int(rng.choice(keys, p=ep["task_p"]) if "task_p" in ep else rng.choice(keys))
-            cumulative, members = ep["task_cumulative"][t], ep["episodes_of_task"][t]
+            keys = ep.task_keys
+            t = int(rng.choice(keys) if ep.task_p is None else rng.choice(keys, p=ep.task_p))
+            cumulative, members = ep.task_cumulative[t], ep.episodes_of_task[t]
             e = int(members[np.searchsorted(cumulative, rng.integers(cumulative[-1]), "right")])
-        elif "weighted_cumulative" in ep:
+        elif ep.weighted_cumulative is not None:
             # A timestep with probability proportional to its task's weight.
-            cumulative = ep["weighted_cumulative"]
+            cumulative = ep.weighted_cumulative
             e = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
         else:
             # An episode with probability proportional to its length = a uniform timestep.
-            cumulative = ep["cumulative_length"]
+            cumulative = ep.cumulative_length
             e = int(np.searchsorted(cumulative, rng.integers(cumulative[-1]), side="right"))
-        task = self.tasks[int(ep["task"][e])]
+        task = self.tasks[int(ep.task[e])]
         n_steps = max(1, self.config.context // task.tokens_per_step)
         parts, prompt = [], None
         if n_steps >= 2 and rng.random() < self.config.prompt_fraction:
@@ -302,15 +345,15 @@ class MixtureData:
         start = int(rng.integers(max(1, length - n_steps + 1)))
         parts.append(build_sequence(self.episode_steps(d, e, start, min(length, start + n_steps))))
         seq = parts[0] if len(parts) == 1 else concat_sequences(parts)
-        return seq, int(ep["task"][e]), prompt
+        return seq, int(ep.task[e]), prompt
 
     def _prompt(self, dataset: int, episode: int, n_steps: int, from_end: bool) -> TokenizedSteps:
         """``n_steps`` of another episode of the same task (itself if it is the only one)."""
         ep = self.episodes[dataset]
-        same = ep["episodes_of_task"][int(ep["task"][episode])]
+        same = ep.episodes_of_task[int(ep.task[episode])]
         others = same[same != episode]
         other = int(self.rng.choice(others)) if len(others) else episode
-        length = int(ep["length"][other])
+        length = int(ep.length[other])
         n = min(n_steps, length)
         start = length - n if from_end else int(self.rng.integers(length - n + 1))
         return self.episode_steps(dataset, other, start, start + n)
@@ -325,10 +368,10 @@ class MixtureData:
                 + ", ".join(info.task for info in self.tasks)
             )
         for d, ep in enumerate(self.episodes):
-            candidates = ep["episodes_of_task"].get(t, [])
+            candidates = ep.episodes_of_task.get(t, [])
             if len(candidates):
                 e = int(rng.choice(candidates))
-                length = int(ep["length"][e])
+                length = int(ep.length[e])
                 n = min(n_steps, length)
                 return self.episode_steps(d, e, length - n, length)
         raise AssertionError("unreachable: every task has an episode")

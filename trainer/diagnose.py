@@ -17,13 +17,13 @@ closed loop; one that disagrees here either learned too little or is fed differe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from kibble.envs import get_task
-from kibble.experts.evaluation import evaluate_policy
+from kibble.experts.evaluation import RolloutSettings, evaluate_policy
 from kibble.experts.policy import EnvironmentAware, Policy
 from kibble.experts.rollout import stack_values
 from kibble.experts.sources import load_expert
@@ -37,6 +37,7 @@ class Agreement:
     """Per action token (dimension) of one task, over every teacher-forced step."""
 
     task: str
+    _: KW_ONLY  # the counts by name (Agreement(task) starts them at zero)
     steps: int = 0
     same_token: list[int] = field(default_factory=list)
     bin_distance: list[float] = field(default_factory=list)
@@ -115,15 +116,18 @@ def teacher_forced(
     run: LoadedRun,
     task: str,
     expert_source: str,
+    *,
     episodes: int,
     seed: int = 0,
     max_steps: int | None = None,
 ) -> Agreement:
-    """Play ``episodes`` expert episodes (seeds ``seed..``), the model teacher-forced beside."""
+    """Play ``episodes`` expert episodes (seeds ``seed..``, cut at ``max_steps``), the
+    model teacher-forced beside, one environment at a time."""
+    settings = RolloutSettings(episodes=episodes, seed=seed, max_steps=max_steps, num_envs=1)
     t = get_task(task)
     expert = load_expert(t, expert_source, *t.spaces())
     agreement = Agreement(task)
     policy = TeacherForced(GatoPolicy(run, task), expert, agreement)
-    played = evaluate_policy(task, policy, episodes, seed, num_envs=1, max_steps=max_steps)
+    played = evaluate_policy(task, policy, settings)
     agreement.expert_return = float(np.mean([e.episode_return for e in played]))
     return agreement

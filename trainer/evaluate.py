@@ -1,11 +1,14 @@
 """Run a trained generalist in the real environments and score it against the experts.
 
-The model acts as Gato does: its context starts with a demonstration (the last timesteps
-of an episode of the same task from the training data), then the episode so far; each
-action token is decoded greedily, one at a time, among the ids that are legal at that
-position (discrete values below n, or the 1024 continuous bins), and the tokens become an
-environment action through the task's tokenizer (docs/format.md §3-4). Environments run in lockstep,
-one batched forward pass per action token, through the same rollout code as the experts.
+The model acts as it trained. A run trained with prompts (``prompt_fraction`` above 0)
+gets, as in Gato, a demonstration in the first half of its context: the last timesteps of
+one episode of the same task from the training data, drawn by the episode's seed; a run
+trained without prompts gets none. Then comes the episode so far (as many timesteps as
+fit, or ``past_steps``). Each action token is decoded greedily, one at a time, among the
+ids that are legal at that position (discrete values below n, or the 1024 continuous
+bins), and the tokens become an environment action through the task's tokenizer
+(docs/format.md §3-4). Environments run in lockstep, one batched forward pass per action
+token, through the same rollout code as the experts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import read_card
-from kibble.experts.evaluation import evaluate, evaluate_policy
+from kibble.experts.evaluation import RolloutSettings, evaluate, evaluate_policy
 from kibble.experts.rollout import stack_values
 from kibble.schemas.records import Episode
 from kibble.tokenize.codecs import DiscreteCodec
@@ -37,10 +40,11 @@ from kibble.trainer.checkpoint import (
     read_state,
 )
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.data import MixtureData, TaskInfo
 from kibble.trainer.model import Gato
 from kibble.trainer.scores import EvalRow, normalized_score, read_scores, scores_file, write_scores
 from kibble.trainer.sequences import TokenWindow, build_sequence, collate, concat_sequences
+from kibble.trainer.summary import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ def action_token_ranges(tokenizer: EpisodeTokenizer) -> list[tuple[int, int]]:
     return ranges
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoadedRun:
     """A trained run, ready to act: its model, config and training data."""
 
@@ -65,7 +69,8 @@ class LoadedRun:
     config: MixtureConfig
     model: Gato
     data: MixtureData
-    tasks: list[dict]
+    tasks: list[TaskInfo]
+    """The tasks it trained on (``RUN_DIR/tasks.json``): token layout, expert returns."""
     step: int
 
     @classmethod
@@ -82,16 +87,22 @@ class LoadedRun:
             raise KibbleError(
                 f"the run's training data is needed for the demonstration prompts: {e}"
             ) from e
-        tasks = json.loads((run_dir / "tasks.json").read_text())
-        return cls(run_dir, config, model, data, tasks, state["progress"]["step"])
+        path = run_dir / TASKS
+        listed = json.loads(path.read_text())
+        if not isinstance(listed, list):
+            raise KibbleError(f"{path} is not a list of tasks; train the run again")
+        tasks = [TaskInfo.from_dict(t, str(path)) for t in listed]
+        step = state["progress"]["step"]
+        return cls(run_dir=run_dir, config=config, model=model, data=data, tasks=tasks, step=step)
 
-    def task_entry(self, task: str) -> dict:
+    def task_entry(self, task: str) -> TaskInfo:
+        """What the run recorded about ``task``; an error if it did not train on it."""
         for t in self.tasks:
-            if t["task"] == task:
+            if t.task == task:
                 return t
         raise KibbleError(
             f"{task} was not in {self.run_dir}'s training mixture; it was trained on "
-            + ", ".join(t["task"] for t in self.tasks)
+            + ", ".join(t.task for t in self.tasks)
         )
 
 
@@ -99,16 +110,16 @@ class GatoPolicy:
     """The model as a batched :class:`~kibble.experts.policy.Policy` for one task."""
 
     def __init__(
-        self, run: LoadedRun, task: str, device: str = "cpu", past_steps: int | None = None
+        self, run: LoadedRun, task: str, *, device: str = "cpu", past_steps: int | None = None
     ) -> None:
         self.name = f"gato:{run.run_dir}"
         self.run = run
         self.device = device
         entry = run.task_entry(task)
-        _check_text_model(task, entry.get("text_model"))
+        _check_text_model(task, entry.text_model)
         self.tokenizer = EpisodeTokenizer(*get_task(task).spaces())
         found = (self.tokenizer.n_observation_tokens, self.tokenizer.n_action_tokens)
-        trained = (entry["n_observation_tokens"], entry["n_action_tokens"])
+        trained = (entry.n_observation_tokens, entry.n_action_tokens)
         if found[0] is None:  # text observations: the count varies with the text
             found = (trained[0], found[1])
         if found != trained:
@@ -211,9 +222,7 @@ def _check_text_model(task: str, record: dict | None) -> None:
         )
 
 
-def _baselines(
-    run: LoadedRun, task: str, episodes: int, seed: int, card: Path | None, max_steps: int | None
-) -> tuple:
+def _baselines(run: LoadedRun, task: str, settings: RolloutSettings, card: Path | None) -> tuple:
     """(expert return, random return, where they came from) for the score."""
     if card is not None:
         c = read_card(card)
@@ -221,7 +230,7 @@ def _baselines(
             raise KibbleError(f"{card} is the expert card of {c.task}, not of {task}")
         return c.expert_return.mean, c.random_return.mean, str(card)
     entry = run.task_entry(task)
-    expert, rand = entry.get("expert_return"), entry.get("random_return")
+    expert, rand = entry.expert_return, entry.random_return
     if expert is None:
         raise KibbleError(
             f"{task}: the dataset's manifest records no expert return; pass --card CARD.json"
@@ -230,7 +239,7 @@ def _baselines(
     if rand is None:
         # The manifest used Gato's windowed rule, which needs no random policy; measure it
         # on the evaluation's own seeds.
-        randoms = evaluate(task, "random", episodes, seed, max_steps=max_steps)
+        randoms = evaluate(task, "random", settings)
         returns = [e.episode_return for e in randoms]
         rand, source = float(np.mean(returns)), "manifest expert; random measured on eval seeds"
     return float(expert), float(rand), source
@@ -239,28 +248,29 @@ def _baselines(
 def evaluate_task(
     run: LoadedRun,
     task: str,
-    episodes: int,
-    seed: int = 0,
-    num_envs: int = 4,
+    settings: RolloutSettings,
+    *,
     card: Path | None = None,
     on_episode: Callable[[Episode], None] | None = None,
-    max_steps: int | None = None,
     past_steps: int | None = None,
 ) -> EvalRow:
-    """Roll the model out on ``task`` and score it; returns one row of the score table.
+    """Roll the model out on ``task`` as ``settings`` say and score it; returns one row of
+    the score table.
 
-    ``max_steps`` cuts episodes as the expert card's were cut (e.g. long Atari games).
-    ``past_steps``: earlier timesteps of the episode in the model's context when it acts
-    (0: the current observation only); default as many as the training context holds.
+    ``settings.max_steps`` cuts episodes as the expert card's were cut (e.g. long Atari
+    games). ``card``: the expert card to score against (default: the returns the training
+    dataset's manifest records). ``past_steps``: earlier timesteps of the episode in the
+    model's context when it acts (0: the current observation only); default as many as
+    the training context holds.
     """
     policy = GatoPolicy(run, task, past_steps=past_steps)
-    expert, rand, source = _baselines(run, task, episodes, seed, card, max_steps)
-    result = evaluate_policy(task, policy, episodes, seed, num_envs, on_episode, max_steps)
+    expert, rand, source = _baselines(run, task, settings, card)
+    result = evaluate_policy(task, policy, settings, on_episode=on_episode)
     returns = np.array([e.episode_return for e in result])
     success = [e.success for e in result if e.success is not None]
     return EvalRow(
         task=task,
-        episodes=episodes,
+        episodes=settings.episodes,
         seeds=[e.seed for e in result],
         return_mean=float(returns.mean()),
         return_std=float(returns.std()),
@@ -270,7 +280,7 @@ def evaluate_task(
         baseline_source=source,
         score=normalized_score(float(returns.mean()), expert, rand),
         step=run.step,
-        max_steps=max_steps,
+        max_steps=settings.max_steps,
         past_steps=past_steps,
     )
 
@@ -280,7 +290,7 @@ def write_report(run_dir: Path, rows: list[EvalRow]) -> dict:
     return write_scores(run_dir, rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalRequest:
     """What one task's evaluation plays: episodes from a seed, cut at ``max_steps``, the
     model seeing ``past_steps`` earlier timesteps (None: all that fit)."""
@@ -303,7 +313,13 @@ def current_scores(run_dir: str | Path, wanted: Sequence[EvalRequest]) -> list[E
     if rows is None or not state.is_file():
         return None
     played = [
-        EvalRequest(r.task, r.episodes, r.seeds[0] if r.seeds else -1, r.max_steps, r.past_steps)
+        EvalRequest(
+            task=r.task,
+            episodes=r.episodes,
+            seed=r.seeds[0] if r.seeds else -1,
+            max_steps=r.max_steps,
+            past_steps=r.past_steps,
+        )
         for r in rows
     ]
     if played != list(wanted):

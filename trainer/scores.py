@@ -27,7 +27,7 @@ EVAL_DIR = "eval"
 EVAL_SUMMARY = "summary.json"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalRow:
     """One task's evaluation: the generalist's returns and its expert-normalized score.
 

@@ -32,7 +32,7 @@ def concat_steps(parts: list[TokenizedSteps]) -> TokenizedSteps:
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TokenWindow:
     """One sequence of L tokens and its P image patches (see the module docstring)."""
 
@@ -75,7 +75,16 @@ def build_sequence(steps: TokenizedSteps) -> TokenWindow:
         patches = np.zeros((0, 16, 16, 1), np.uint8)
         rows = cols = np.zeros((0, 2), np.int64)
         patch_index = np.zeros(0, np.int64)
-    return TokenWindow(tokens, mask, obs_pos, act_pos, patch_index, patches, rows, cols)
+    return TokenWindow(
+        tokens=tokens,
+        loss_mask=mask,
+        observation_position=obs_pos,
+        action_position=act_pos,
+        patch_index=patch_index,
+        patches=patches,
+        patch_rows=rows,
+        patch_cols=cols,
+    )
 
 
 def _pad_channels(patches: np.ndarray, channels: int) -> np.ndarray:
@@ -91,18 +100,20 @@ def concat_sequences(parts: list[TokenWindow]) -> TokenWindow:
     offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
     channels = max(p.patches.shape[-1] for p in parts)
     return TokenWindow(
-        np.concatenate([p.tokens for p in parts]),
-        np.concatenate([p.loss_mask for p in parts]),
-        np.concatenate([p.observation_position for p in parts]),
-        np.concatenate([p.action_position for p in parts]),
-        np.concatenate([p.patch_index + o for p, o in zip(parts, offsets, strict=True)]),
-        np.concatenate([_pad_channels(p.patches, channels) for p in parts]),
-        np.concatenate([p.patch_rows for p in parts]),
-        np.concatenate([p.patch_cols for p in parts]),
+        tokens=np.concatenate([p.tokens for p in parts]),
+        loss_mask=np.concatenate([p.loss_mask for p in parts]),
+        observation_position=np.concatenate([p.observation_position for p in parts]),
+        action_position=np.concatenate([p.action_position for p in parts]),
+        patch_index=np.concatenate(
+            [p.patch_index + o for p, o in zip(parts, offsets, strict=True)]
+        ),
+        patches=np.concatenate([_pad_channels(p.patches, channels) for p in parts]),
+        patch_rows=np.concatenate([p.patch_rows for p in parts]),
+        patch_cols=np.concatenate([p.patch_cols for p in parts]),
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Batch:
     """B sequences padded to length L, and their patches packed together (numpy).
 
@@ -150,14 +161,14 @@ def collate(sequences: list[TokenWindow], length: int, task_index: list[int]) ->
         rows.append(s.patch_rows[keep])
         cols.append(s.patch_cols[keep])
     return Batch(
-        tokens,
-        mask,
-        obs_pos,
-        act_pos,
-        np.concatenate(patch_index),
-        np.concatenate(patches),
-        np.concatenate(rows),
-        np.concatenate(cols),
-        np.asarray(task_index, np.int64),
-        np.asarray([min(len(s), length) for s in sequences], np.int64),
+        tokens=tokens,
+        loss_mask=mask,
+        observation_position=obs_pos,
+        action_position=act_pos,
+        patch_index=np.concatenate(patch_index),
+        patches=np.concatenate(patches),
+        patch_rows=np.concatenate(rows),
+        patch_cols=np.concatenate(cols),
+        task_index=np.asarray(task_index, np.int64),
+        lengths=np.asarray([min(len(s), length) for s in sequences], np.int64),
     )

@@ -33,7 +33,7 @@ RECORD = "training.json"
 """The last finished call's summary, mixture and dataset files."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingSummary:
     """What one call of ``train()`` did."""
 

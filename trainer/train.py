@@ -98,7 +98,7 @@ def pick_device(name: str, where: str = "the mixture") -> torch.device:
         raise KibbleError(f"{where}: device: {name!r} is not a torch device ({e})") from e
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StepReport:
     """What the loop tells its caller after each optimizer step."""
 
@@ -133,6 +133,7 @@ def bfloat16(precision: str, device: torch.device) -> bool:
 def train(
     config: MixtureConfig,
     run_dir: str | Path,
+    *,
     on_step: Callable[[StepReport], None] | None = None,
     on_start: Callable[[dict], None] | None = None,
 ) -> TrainingSummary:
@@ -287,12 +288,12 @@ def _train(
                     if window_fam[i, 1] > 0
                 }
                 report = StepReport(
-                    step,
-                    config.steps,
-                    float(np.mean(window_loss)),
-                    window_tokens / seconds,
-                    lr,
-                    fam,
+                    step=step,
+                    steps=config.steps,
+                    loss=float(np.mean(window_loss)),
+                    tokens_per_s=window_tokens / seconds,
+                    learning_rate=lr,
+                    family_loss=fam,
                 )
                 if dist.rank == 0:
                     _log_metrics(writer, metrics, report, tokens_seen)
@@ -352,18 +353,7 @@ def _save(run_dir, model, optimizer, config, data, step, tokens, elapsed) -> Non
 
 def _write_tasks(run_dir: Path, data: MixtureData) -> None:
     """The tasks the run trains on, with their token layout and expert returns (for eval)."""
-    tasks = [
-        {
-            "task": t.task,
-            "dataset": t.dataset,
-            "n_observation_tokens": t.n_observation_tokens,
-            "n_action_tokens": t.n_action_tokens,
-            "expert_return": t.expert_return,
-            "random_return": t.random_return,
-            "text_model": t.text_model,
-        }
-        for t in data.tasks
-    ]
+    tasks = [t.to_dict() for t in data.tasks]  # TaskInfo.from_dict reads them back
     (run_dir / TASKS).write_text(json.dumps(tasks, indent=2) + "\n")
 
 

@@ -108,7 +108,7 @@ class WindowDataset(IterableDataset):
         tokens, loss_mask, observation_position, action_position (B, L); patch_index (P,)
         into B * L; patches (P, 16, 16, C); patch_rows, patch_cols (P, 2); task_index (B,);
         lengths (B,)."""
-        windows = [TokenWindow(*(item[k].numpy() for k in WINDOW_FIELDS)) for item in items]
+        windows = [TokenWindow(**{k: item[k].numpy() for k in WINDOW_FIELDS}) for item in items]
         tasks = [int(item["task_index"]) for item in items]
         return collate(windows, self.context, tasks).to_torch()
 

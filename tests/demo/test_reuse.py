@@ -8,6 +8,7 @@ checked with their expensive work replaced by a recorder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -24,6 +25,7 @@ from kibble.demo import experts as expert_stage
 from kibble.demo import training as train_stage
 from kibble.display import Display
 from kibble.experts.card import ExpertCard, ReturnStats, current_card, write_card
+from kibble.experts.evaluation import RolloutSettings as S
 from kibble.pipelines.config import DatasetConfig, reusable_dataset
 from kibble.pipelines.stages import TaskJob
 from kibble.schemas import SCHEMA_VERSION
@@ -89,11 +91,11 @@ def test_a_finished_expert_is_reused_and_an_unfinished_one_trained(tmp_path, mon
 
 
 def card(task: str = TASK, expert: str = "random", episodes: int = 2, **kw) -> ExpertCard:
-    stats = ReturnStats(10.0, 1.0, 9.0, 11.0)
+    stats = ReturnStats(mean=10.0, std=1.0, min=9.0, max=11.0)
     fields = dict(
         task=task, expert=expert, sampled=False, episodes=episodes, seeds=[0, 1],
-        expert_return=stats, random_return=ReturnStats(5.0, 0.0, 5.0, 5.0), success_rate=None,
-        random_success_rate=None, length_mean=10.0, versions={},
+        expert_return=stats, random_return=ReturnStats(mean=5.0, std=0.0, min=5.0, max=5.0),
+        success_rate=None, random_success_rate=None, length_mean=10.0, versions={},
     )  # fmt: skip
     return ExpertCard(**{**fields, **kw})
 
@@ -101,13 +103,13 @@ def card(task: str = TASK, expert: str = "random", episodes: int = 2, **kw) -> E
 def test_a_card_measured_with_these_settings_is_current(tmp_path):
     path = tmp_path / "card.json"
     write_card(card(), path)
-    assert current_card(path, TASK, "random", 2, seed=0) is not None
-    assert current_card(path, TASK, "random", 3, seed=0) is None  # other episodes
-    assert current_card(path, TASK, "random", 2, seed=1) is None  # other seeds
-    assert current_card(path, TASK, "random", 2, seed=0, max_steps=30) is None  # cut
-    assert current_card(path, TASK, "scripted", 2, seed=0) is None  # other expert
-    assert current_card(path, "gym/Acrobot-v1", "random", 2, seed=0) is None
-    assert current_card(tmp_path / "missing.json", TASK, "random", 2, seed=0) is None
+    assert current_card(path, TASK, "random", S(episodes=2, seed=0)) is not None
+    assert current_card(path, TASK, "random", S(episodes=3, seed=0)) is None  # other episodes
+    assert current_card(path, TASK, "random", S(episodes=2, seed=1)) is None  # other seeds
+    assert current_card(path, TASK, "random", S(episodes=2, seed=0, max_steps=30)) is None  # cut
+    assert current_card(path, TASK, "scripted", S(episodes=2, seed=0)) is None  # other expert
+    assert current_card(path, "gym/Acrobot-v1", "random", S(episodes=2, seed=0)) is None
+    assert current_card(tmp_path / "missing.json", TASK, "random", S(episodes=2, seed=0)) is None
 
 
 def test_a_card_of_a_retrained_expert_is_not_current(tmp_path):
@@ -116,9 +118,9 @@ def test_a_card_of_a_retrained_expert_is_not_current(tmp_path):
     path = tmp_path / "card.json"
     write_card(card(expert=str(expert)), path)
     later(path)
-    assert current_card(path, TASK, str(expert), 2, seed=0) is not None
+    assert current_card(path, TASK, str(expert), S(episodes=2, seed=0)) is not None
     later(expert / "kibble_expert.json", seconds=60)  # trained again after the card
-    assert current_card(path, TASK, str(expert), 2, seed=0) is None
+    assert current_card(path, TASK, str(expert), S(episodes=2, seed=0)) is None
 
 
 def test_the_card_stage_reuses_current_cards_and_remakes_changed_ones(tmp_path, monkeypatch):
@@ -172,7 +174,9 @@ def test_a_dataset_of_this_config_and_these_cards_is_reused(tmp_path):
     write_dataset(config)
     assert reusable_dataset(config)["name"] == "d"
     assert reusable_dataset(replace(config, seed=1)) is None  # another config
-    write_card(card(random_return=ReturnStats(6.0, 0.0, 6.0, 6.0)), tmp_path / "card.json")
+    write_card(
+        card(random_return=ReturnStats(mean=6.0, std=0.0, min=6.0, max=6.0)), tmp_path / "card.json"
+    )
     assert reusable_dataset(config) is None  # the card changed
 
 
@@ -223,7 +227,10 @@ def write_checkpoint(run: Path, config: MixtureConfig, step: int, seconds: float
 
 
 def summary(step: int) -> TrainingSummary:
-    return TrainingSummary("run", step, 20, 100 * step, 2.0, 1234, False, False, [TASK])
+    return TrainingSummary(
+        run_dir="run", step=step, steps=20, tokens=100 * step, seconds=2.0, parameters=1234,
+        stopped_early=False, resumed=False, tasks=[TASK],
+    )  # fmt: skip
 
 
 def test_a_finished_run_of_this_mixture_on_these_files_is_reused(tmp_path):
@@ -307,16 +314,17 @@ def eval_row(task: str = TASK, episodes: int = 1, seed: int = 1000) -> EvalRow:
 def test_scores_of_these_tasks_on_the_last_checkpoint_are_reused(tmp_path):
     run = tmp_path / "run"
     write_checkpoint(run, mixture(tmp_path / "ds"), step=20)
-    wanted = [EvalRequest(TASK, 1, 1000)]
+    asked = functools.partial(EvalRequest, task=TASK)
+    wanted = [asked(episodes=1, seed=1000)]
     assert current_scores(run, wanted) is None  # not evaluated yet
     write_scores(run, [eval_row()])
     later(run / "eval" / "summary.json")
     assert [r.task for r in current_scores(run, wanted)] == [TASK]
-    assert current_scores(run, [EvalRequest(TASK, 2, 1000)]) is None  # other episodes
-    assert current_scores(run, [EvalRequest(TASK, 1, 0)]) is None  # other seeds
-    assert current_scores(run, [EvalRequest(TASK, 1, 1000, max_steps=30)]) is None  # cut
+    assert current_scores(run, [asked(episodes=2, seed=1000)]) is None  # other episodes
+    assert current_scores(run, [asked(episodes=1, seed=0)]) is None  # other seeds
+    assert current_scores(run, [asked(episodes=1, seed=1000, max_steps=30)]) is None  # cut
     # Played seeing every earlier timestep: not the scores of acting on the present alone.
-    assert current_scores(run, [EvalRequest(TASK, 1, 1000, past_steps=0)]) is None
+    assert current_scores(run, [asked(episodes=1, seed=1000, past_steps=0)]) is None
     later(run / CHECKPOINT / STATE, seconds=60)  # trained further after the scores
     assert current_scores(run, wanted) is None
 

@@ -1,8 +1,11 @@
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from kibble.envs import describe_space, get_task, list_tasks, make_env
+from kibble.envs import get_task, list_tasks, make_env, space_summary
 from kibble.errors import KibbleError
 
 
@@ -41,7 +44,7 @@ def test_atari_frames_are_80x80_grayscale_images():
     env = make_env("atari/Breakout")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (80, 80, 1) and obs.dtype == np.uint8
-    assert describe_space(env.observation_space) == "image 80x80x1"
+    assert space_summary(env.observation_space) == "image 80x80x1"
     obs, *_ = env.step(env.action_space.sample())
     assert obs.shape == (80, 80, 1)
 
@@ -151,3 +154,25 @@ def test_unseeded_metaworld_resets_still_vary_the_goal():
 def test_module_entry_points_are_tasks():
     env = make_env("gym/gymnasium.envs.classic_control:CartPole-v1")
     assert env.observation_space.shape == (4,)
+
+
+def test_procgen_plays_without_the_old_gyms_banner():
+    """procgen imports the unmaintained ``gym``, whose import prints a notice to stderr;
+    kibble blanks that notice (and only it) so rollouts do not repeat it."""
+    import importlib.metadata
+
+    notices = pytest.importorskip("gym_notices.notices")
+    banner = notices.notices.get(importlib.metadata.version("gym"))
+    assert banner, "this gym prints no notice: the test would prove nothing"
+    play = (
+        "from kibble.envs import make_env\n"
+        "env = make_env('procgen/coinrun')\n"
+        "env.reset(seed=0)\n"
+        "import gym_notices.notices as n, sys\n"
+        "assert n.notices, 'the notices must be put back'\n"
+        "print('played', file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", play], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not any(line in done.stderr for line in banner.splitlines()), done.stderr
+    assert "played" in done.stderr

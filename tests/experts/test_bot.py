@@ -10,7 +10,7 @@ import pytest
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.bot import BotPolicy
-from kibble.experts.evaluation import evaluate
+from kibble.experts.evaluation import RolloutSettings, evaluate
 from kibble.experts.policy import EnvironmentAware, Policy
 
 KIBBLE = Path(sys.executable).parent / "kibble"
@@ -23,7 +23,7 @@ def test_the_bot_is_an_environment_aware_policy_for_babyai_only():
     with pytest.raises(KibbleError, match="BabyAI levels"):
         BotPolicy(get_task("gym/CartPole-v1"))
     with pytest.raises(KibbleError, match="has no bot expert"):
-        evaluate("gym/CartPole-v1", "bot", 1)
+        evaluate("gym/CartPole-v1", "bot", RolloutSettings(episodes=1))
 
 
 def test_expert_eval_on_go_to_local_succeeds(tmp_path):
@@ -42,8 +42,8 @@ def test_expert_eval_on_go_to_local_succeeds(tmp_path):
 
 
 def test_bot_episodes_are_reproducible_and_independent_of_slots():
-    one = evaluate("babyai/PickupLoc-v0", "bot", 6, seed=10, num_envs=1)
-    three = evaluate("babyai/PickupLoc-v0", "bot", 6, seed=10, num_envs=3)
+    one = evaluate("babyai/PickupLoc-v0", "bot", RolloutSettings(episodes=6, seed=10, num_envs=1))
+    three = evaluate("babyai/PickupLoc-v0", "bot", RolloutSettings(episodes=6, seed=10, num_envs=3))
     assert [e.actions.tolist() for e in one] == [e.actions.tolist() for e in three]
     assert [e.observations["mission"][0] for e in one] == [
         e.observations["mission"][0] for e in three

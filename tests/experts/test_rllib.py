@@ -13,7 +13,7 @@ import pytest
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.card import make_card
+from kibble.experts.card import RolloutSettings, make_card
 from kibble.experts.rllib_policy import load_rllib_policy
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ from kibble.experts.rllib_policy import find_module_dir, load_rllib_policy
 
 task = get_task("gym/CartPole-v1")
 obs_space, act_space = task.spaces()
-policy = load_rllib_policy(sys.argv[1], obs_space, act_space, task.id)
+policy = load_rllib_policy(sys.argv[1], obs_space, act_space, task=task.id)
 obs_space.seed(0)
 obs = [obs_space.sample() for _ in range(64)]
 actions = np.asarray(policy.act(obs, list(range(64))))
@@ -158,7 +158,7 @@ def test_checkpoint_loads_from_a_relative_path(expert_dir, monkeypatch):
 def test_checkpoint_of_other_spaces_is_refused(expert_dir):
     task = get_task("gym/Acrobot-v1")
     with pytest.raises(KibbleError, match="trained on another observation space"):
-        load_rllib_policy(expert_dir, *task.spaces(), task.id)
+        load_rllib_policy(expert_dir, *task.spaces(), task=task.id)
 
 
 @pytest.mark.parametrize("make_bad", ["missing", "not_a_checkpoint"])
@@ -179,7 +179,7 @@ def test_bad_checkpoint_paths_are_one_paragraph_errors(tmp_path, make_bad):
 
 def test_card_with_mismatched_checkpoint_via_api(expert_dir):
     with pytest.raises(KibbleError, match="another"):
-        make_card("gym/MountainCar-v0", str(expert_dir), episodes=1)
+        make_card("gym/MountainCar-v0", str(expert_dir), RolloutSettings(episodes=1))
 
 
 def test_image_task_trains_and_loads(tmp_path):
@@ -194,14 +194,15 @@ def test_image_task_trains_and_loads(tmp_path):
     assert done.returncode == 0, done.stderr
     task = get_task("atari/Breakout")
     obs_space, act_space = task.spaces()
-    policy = load_rllib_policy(out, obs_space, act_space, task.id)
+    policy = load_rllib_policy(out, obs_space, act_space, task=task.id)
     actions = policy.act([obs_space.sample(), obs_space.sample()], [0, 1])
     assert all(act_space.contains(int(a)) for a in actions)
 
 
 def test_sampled_actions_are_reproducible_per_episode_seed(expert_dir):
-    a = make_card("gym/CartPole-v1", str(expert_dir), episodes=3, seed=5, num_envs=1, sample=True)
-    b = make_card("gym/CartPole-v1", str(expert_dir), episodes=3, seed=5, num_envs=3, sample=True)
+    one, three = (RolloutSettings(episodes=3, seed=5, num_envs=n) for n in (1, 3))
+    a = make_card("gym/CartPole-v1", str(expert_dir), one, sample=True)
+    b = make_card("gym/CartPole-v1", str(expert_dir), three, sample=True)
     assert a == b and a.sampled
 
 
@@ -211,7 +212,7 @@ def test_sampling_an_unsupported_action_space_is_refused(expert_dir):
     from kibble.experts.rllib_policy import RLlibPolicy
 
     with pytest.raises(KibbleError, match="sampled actions support Discrete and Box"):
-        RLlibPolicy(None, spaces.Box(-1, 1, (2,)), spaces.MultiBinary(3), "x", sample=True)
+        RLlibPolicy(None, spaces.Box(-1, 1, (2,)), spaces.MultiBinary(3), name="x", sample=True)
 
 
 def test_unknown_set_keys_are_named_with_suggestions():

@@ -9,7 +9,9 @@ def _episodes(num_envs: int):
     task = get_task("gym/CartPole-v1")
     env = task.make()
     jobs = [EpisodeJob(f"e{i}", seed=100 + i) for i in range(7)]
-    out = run_episodes(task.make, RandomPolicy(env.action_space), jobs, task.id, num_envs=num_envs)
+    out = run_episodes(
+        task.make, RandomPolicy(env.action_space), jobs, task=task.id, num_envs=num_envs
+    )
     return {e.episode_id: e for e in out}
 
 
@@ -39,15 +41,15 @@ def test_reusing_an_environment_pool_does_not_change_episodes():
 
     policy = ScriptedPolicy("reach-v3", env.action_space)
     jobs = [EpisodeJob(f"e{i}", seed=i) for i in range(3)]
-    fresh = list(run_episodes(task.make, policy, jobs, task.id, num_envs=2, max_steps=15))
+    fresh = list(run_episodes(task.make, policy, jobs, task=task.id, num_envs=2, max_steps=15))
     pool: list = []
     list(
         run_episodes(
-            task.make, policy, jobs[::-1], task.id, num_envs=2, max_steps=15, env_pool=pool
+            task.make, policy, jobs[::-1], task=task.id, num_envs=2, max_steps=15, env_pool=pool
         )
     )
     reused = list(
-        run_episodes(task.make, policy, jobs, task.id, num_envs=2, max_steps=15, env_pool=pool)
+        run_episodes(task.make, policy, jobs, task=task.id, num_envs=2, max_steps=15, env_pool=pool)
     )
     assert len(pool) == 2  # built once, kept by the caller
     by_id = {e.episode_id: e for e in reused}
@@ -68,7 +70,9 @@ def test_noisy_rollouts_execute_perturbed_actions_but_record_the_experts():
     noise = ActionNoise(fraction=0.5, scale=0.3)
 
     def run(noise, num_envs):
-        out = run_episodes(task.make, expert, jobs, task.id, num_envs, 30, noise=noise)
+        out = run_episodes(
+            task.make, expert, jobs, task=task.id, num_envs=num_envs, max_steps=30, noise=noise
+        )
         return {e.episode_id: e for e in out}
 
     clean, noisy, noisy2 = run(None, 1), run(noise, 1), run(noise, 3)

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from kibble.envs import get_task
 from kibble.errors import KibbleError
-from kibble.experts.evaluation import evaluate
+from kibble.experts.evaluation import RolloutSettings, evaluate
 from kibble.experts.rollout import EpisodeJob, run_episodes
 from kibble.experts.sb3 import describe_sb3_source
 from kibble.experts.sb3_setup import companion_files
@@ -40,7 +40,7 @@ from kibble.experts.sources import load_expert
 
 def _load(task_id: str, path: Path | str, sample: bool = False):
     task = get_task(task_id)
-    return load_expert(task, f"sb3:{path}", *task.spaces(), sample)
+    return load_expert(task, f"sb3:{path}", *task.spaces(), sample=sample)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_evaluate_equals_sb3_evaluate_policy(models, name):
     seeds = [0, 1, 2]
     theirs = _sb3_returns(model, task_id.split("/", 1)[1], seeds)
     # One environment: SB3's evaluate_policy on one env feeds the network batches of 1.
-    ours = evaluate(task_id, f"sb3:{path}", episodes=3, seed=0, num_envs=1)
+    ours = evaluate(task_id, f"sb3:{path}", RolloutSettings(episodes=3, seed=0, num_envs=1))
     assert [e.seed for e in ours] == seeds
     # SB3's DummyVecEnv keeps rewards in float32 (evaluate_policy then sums them in
     # float64); summed the same way, kibble's recorded rewards give SB3's returns exactly.
@@ -115,17 +115,20 @@ def test_evaluate_equals_sb3_evaluate_policy(models, name):
     # Batched (3 envs): torch's CPU kernels round a batch of 3 differently from a batch
     # of 1 in the last bit of float32, so continuous actions (and returns) agree closely,
     # not bit for bit.
-    batched = evaluate(task_id, f"sb3:{path}", episodes=3, seed=0, num_envs=3)
+    batched = evaluate(task_id, f"sb3:{path}", RolloutSettings(episodes=3, seed=0, num_envs=3))
     np.testing.assert_allclose([e.episode_return for e in batched], theirs, rtol=1e-3)
 
 
 def test_sampled_actions_are_seeded_per_episode(models):
     path, _, task_id = models["PPO"]
-    a = evaluate(task_id, f"sb3:{path}", episodes=4, seed=5, num_envs=1, sample=True)
-    b = evaluate(task_id, f"sb3:{path}", episodes=4, seed=5, num_envs=3, sample=True)
+    four_from_5 = RolloutSettings(episodes=4, seed=5, num_envs=1)
+    a = evaluate(task_id, f"sb3:{path}", four_from_5, sample=True)
+    b = evaluate(
+        task_id, f"sb3:{path}", RolloutSettings(episodes=4, seed=5, num_envs=3), sample=True
+    )
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.actions, y.actions)
-    greedy = evaluate(task_id, f"sb3:{path}", episodes=4, seed=5, num_envs=1)
+    greedy = evaluate(task_id, f"sb3:{path}", four_from_5)
     assert any(not np.array_equal(x.actions, g.actions) for x, g in zip(a, greedy, strict=True))
 
 
@@ -356,7 +359,9 @@ def test_atari_cnn_agent_acts_as_on_the_zoo_wrapped_env_step_for_step(atari, tmp
     # the same actions, while the frames recorded are kibble's own 80x80.
     jobs = [EpisodeJob(f"e{seed}", seed) for seed in seeds]
     for num_envs in (1, 2):
-        episodes = run_episodes(task.make, policy, jobs, task.id, num_envs, max_steps=steps)
+        episodes = run_episodes(
+            task.make, policy, jobs, task=task.id, num_envs=num_envs, max_steps=steps
+        )
         for episode in sorted(episodes, key=lambda e: e.seed):
             assert episode.observations.shape == (steps, 80, 80, 1)
             assert episode.observations.dtype == np.uint8
@@ -434,7 +439,9 @@ def test_atari_setup_from_the_zoo_files_and_accepted_differences(zoo_pong, tmp_p
     accepted = policy.description["view"]["accepted_differences"]
     assert accepted["sticky_actions"] == {"expert": 0.0, "task": 0.25}
     assert set(accepted) == {"sticky_actions", "terminal_on_life_loss", "fire_reset"}
-    (episode,) = evaluate("atari/Pong", f"sb3:{zoo_pong}", episodes=1, max_steps=50)
+    (episode,) = evaluate(
+        "atari/Pong", f"sb3:{zoo_pong}", RolloutSettings(episodes=1, max_steps=50)
+    )
     assert episode.observations.shape == (50, 80, 80, 1)
 
 

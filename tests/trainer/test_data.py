@@ -9,7 +9,7 @@ import pytest
 from kibble.errors import KibbleError
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 from kibble.trainer.config import DatasetSpec, MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.data import MixtureData, TaskInfo
 
 
 def mixture(*paths, **kw) -> MixtureConfig:
@@ -86,7 +86,7 @@ def test_a_prompt_from_the_end_is_an_episode_end(cartpole_dataset):
     prompt = seq.tokens[:30].reshape(5, 6)  # 10 timesteps fit: 5 of prompt, 5 of window
     ends = set()
     for ep in range(data.num_episodes):
-        length = int(data.episodes[0]["length"][ep])
+        length = int(data.episodes[0].length[ep])
         steps = data.episode_steps(0, ep, max(0, length - 5), length)
         ends.add(steps.observation_tokens.tobytes())
     assert prompt[:, :4].astype(np.int32).tobytes() in ends
@@ -285,3 +285,17 @@ def test_a_bad_task_weight_is_a_clear_error(raw):
 
     with pytest.raises(KibbleError, match=r"m\.yaml: task_weights.*expected"):
         parse_mixture({"datasets": ["d"], "task_weights": raw}, "m.yaml")
+
+
+def test_a_runs_task_records_read_back_as_typed_records(cartpole_dataset):
+    """``tasks.json`` holds each TaskInfo's dict in its field order; evaluation reads them
+    back as TaskInfo, and an entry that lacks a field is a clear error."""
+    (info,) = MixtureData(mixture(cartpole_dataset)).tasks
+    d = info.to_dict()
+    assert list(d) == [
+        "task", "dataset", "n_observation_tokens", "n_action_tokens", "expert_return",
+        "random_return", "text_model",
+    ]  # fmt: skip
+    assert TaskInfo.from_dict(json.loads(json.dumps(d))) == info
+    with pytest.raises(KibbleError, match="lacks n_action_tokens"):
+        TaskInfo.from_dict({k: v for k, v in d.items() if k != "n_action_tokens"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kibble.experts.evaluation import evaluate
+from kibble.experts.evaluation import RolloutSettings, evaluate
 from kibble.trainer.config import DatasetSpec, MixtureConfig, ModelConfig
 from kibble.trainer.diagnose import teacher_forced
 from kibble.trainer.evaluate import LoadedRun
@@ -24,7 +24,7 @@ def run(cartpole_dataset, tmp_path_factory):
 
 def test_the_expert_drives_and_every_step_is_compared(run):
     result = teacher_forced(run, "gym/CartPole-v1", "random", episodes=2, seed=7)
-    expert = evaluate("gym/CartPole-v1", "random", 2, seed=7, num_envs=1)
+    expert = evaluate("gym/CartPole-v1", "random", RolloutSettings(episodes=2, seed=7, num_envs=1))
     # The episodes are the expert's own (same seeds, same returns), not the model's.
     assert result.expert_return == pytest.approx(sum(e.episode_return for e in expert) / 2)
     assert result.steps == sum(e.length for e in expert)

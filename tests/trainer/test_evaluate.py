@@ -8,6 +8,7 @@ import pytest
 from kibble.envs import get_task
 from kibble.errors import KibbleError
 from kibble.experts.card import ExpertCard, ReturnStats, write_card
+from kibble.experts.evaluation import RolloutSettings as S
 from kibble.tokenize.episode import EpisodeTokenizer
 from kibble.trainer.config import DatasetSpec, MixtureConfig, ModelConfig
 from kibble.trainer.evaluate import (
@@ -97,8 +98,8 @@ def test_summary_counts_only_tasks_with_a_score():
 def _card(path, task: str, expert: float, random: float):
     card = ExpertCard(
         task=task, expert="random", sampled=False, episodes=3, seeds=[0, 1, 2],
-        expert_return=ReturnStats(expert, 0.0, expert, expert),
-        random_return=ReturnStats(random, 0.0, random, random),
+        expert_return=ReturnStats(mean=expert, std=0.0, min=expert, max=expert),
+        random_return=ReturnStats(mean=random, std=0.0, min=random, max=random),
         success_rate=None, random_success_rate=None, length_mean=10.0, versions={},
     )  # fmt: skip
     write_card(card, path)
@@ -108,13 +109,13 @@ def _card(path, task: str, expert: float, random: float):
 def test_eval_scores_against_a_card(run_dir, tmp_path):
     run = LoadedRun.load(run_dir)
     card = _card(tmp_path / "card.json", "gym/CartPole-v1", expert=300.0, random=20.0)
-    scored = evaluate_task(run, "gym/CartPole-v1", episodes=3, seed=5, num_envs=2, card=card)
+    scored = evaluate_task(run, "gym/CartPole-v1", S(episodes=3, seed=5, num_envs=2), card=card)
     assert (scored.expert_return, scored.random_return) == (300.0, 20.0)
     assert scored.baseline_source == str(card)
     assert scored.score == pytest.approx(100 * (scored.return_mean - 20.0) / 280.0)
     # The expert is the random policy: no score.
     card = _card(tmp_path / "random.json", "gym/CartPole-v1", expert=20.0, random=20.0)
-    unscored = evaluate_task(run, "gym/CartPole-v1", episodes=3, seed=5, num_envs=2, card=card)
+    unscored = evaluate_task(run, "gym/CartPole-v1", S(episodes=3, seed=5, num_envs=2), card=card)
     assert unscored.return_mean == scored.return_mean  # same seeds, same play
     assert math.isnan(unscored.score) and not unscored.has_score
     assert unscored.line(expert_is_random=True).endswith(
@@ -124,10 +125,10 @@ def test_eval_scores_against_a_card(run_dir, tmp_path):
 
 def test_eval_scores_against_the_manifest_and_writes_a_report(run_dir):
     run = LoadedRun.load(run_dir)
-    result = evaluate_task(run, "gym/CartPole-v1", episodes=3, seed=5, num_envs=2)
+    result = evaluate_task(run, "gym/CartPole-v1", S(episodes=3, seed=5, num_envs=2))
     assert result.episodes == 3 and result.seeds == [5, 6, 7]
     expert, random = result.expert_return, result.random_return
-    assert expert == run.task_entry("gym/CartPole-v1")["expert_return"]
+    assert expert == run.task_entry("gym/CartPole-v1").expert_return
     assert result.score == pytest.approx(100 * (result.return_mean - random) / (expert - random))
     # A random-expert dataset's manifest has no random return: it is measured on the seeds.
     assert "random measured" in result.baseline_source
@@ -187,8 +188,8 @@ def test_a_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 def test_deterministic_for_a_seed(run_dir):
     run = LoadedRun.load(run_dir)
-    a = evaluate_task(run, "gym/CartPole-v1", episodes=2, seed=0, num_envs=1)
-    b = evaluate_task(run, "gym/CartPole-v1", episodes=2, seed=0, num_envs=2)
+    a = evaluate_task(run, "gym/CartPole-v1", S(episodes=2, seed=0, num_envs=1))
+    b = evaluate_task(run, "gym/CartPole-v1", S(episodes=2, seed=0, num_envs=2))
     assert a.return_mean == b.return_mean and np.isfinite(a.score)
 
 

@@ -8,8 +8,8 @@ its traceback.
 A module per job: ``base`` (the app, its error style, shared helpers), ``help`` (the
 plain-sentence ``--help`` of every command), ``experts``
 (``tasks``, ``expert train``, ``expert eval``), ``data`` (``rollout``, ``pipeline run``,
-``inspect``) and ``training`` (``train``, ``eval``, ``demo``). Importing them registers
-their commands, in the order ``--help`` lists them.
+``inspect``, ``view``, ``export``) and ``training`` (``train``, ``eval``, ``demo``).
+Importing them registers their commands, in the order ``--help`` lists them.
 """
 
 # The order of these imports is the order --help lists the commands.

@@ -43,7 +43,14 @@ def tasks(
 
     listed = list_tasks(family)
     rows = []
-    for task in track(listed, description="reading spaces", transient=True, console=_stderr()):
+    console = _stderr()
+    # Drawn on a terminal only: on a pipe or file rich draws nothing and then, stopping,
+    # prints an empty line to stderr.
+    shown = console.is_interactive
+    reading = track(
+        listed, description="reading spaces", transient=True, console=console, disable=not shown
+    )
+    for task in reading:
         rows.append((task, *task.space_descriptions()))
     width = max((len(t.id) for t, _, _ in rows), default=0)
     for task, obs, act in rows:
@@ -150,7 +157,13 @@ def expert_eval(
             help="Episodes to play with the expert, and as many with the random policy.",
         ),
     ],
-    out: Annotated[Path, typer.Option(metavar="CARD.json", help="The expert card to write.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="CARD.json",
+            help="The expert card to write. Default: print the measurement, write nothing.",
+        ),
+    ] = None,
     seed: SeedOption = 0,
     num_envs: NumEnvsOption = 4,
     sample: Annotated[
@@ -170,24 +183,28 @@ def expert_eval(
         ),
     ] = None,
 ) -> None:
-    """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card."""
-    from kibble.experts.card import make_card, write_card
+    """Evaluate an expert (and the random policy, same seeds) on TASK; write its expert card.
+
+    Without --out, prints what the card would say and writes nothing.
+    """
+    from kibble.experts.card import RolloutSettings, make_card, write_card
     from kibble.experts.sources import parse_source
 
-    if out.is_dir():
+    if out is not None and out.is_dir():
         raise KibbleError(f"--out {out} is a directory; give the card's file name")
+    settings = RolloutSettings(episodes=episodes, seed=seed, num_envs=num_envs, max_steps=max_steps)
     src = parse_source(expert)
     if src.uses_ray:
         _quiet_ray()
     total = episodes if src.is_random else 2 * episodes
     label = expert if src.is_random else f"{expert} and random"
     with RichDisplay() as display, display.bar(f"evaluating {label}", total) as update:
-        card = make_card(
-            task, expert, episodes, seed, num_envs, on_episode(update), sample, max_steps
-        )
-    write_card(card, out)
+        card = make_card(task, expert, settings, sample=sample, on_episode=on_episode(update))
+    if out is not None:
+        write_card(card, out)
     sr = "" if card.success_rate is None else f", success rate {card.success_rate:.2f}"
+    wrote = f"; wrote {out}" if out is not None else " (no --out: no card written)"
     typer.echo(
-        f"{task} {expert}: return {card.expert_return.mean:.1f} +- {card.expert_return.std:.1f} "
-        f"over {episodes} episodes{sr}; random policy {card.random_return.mean:.1f}; wrote {out}"
+        f"{task} {expert}: return {card.expert_return.mean:.1f} ± {card.expert_return.std:.1f} "
+        f"over {episodes} episodes{sr}; random policy {card.random_return.mean:.1f}{wrote}"
     )

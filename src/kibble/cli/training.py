@@ -165,7 +165,7 @@ def eval_(
 
     Writes RUN_DIR/eval/: a JSON per task, summary.json, scores.md and scores.png.
     """
-    from kibble.experts.card import read_card
+    from kibble.experts.card import RolloutSettings, read_card
     from kibble.trainer.evaluate import LoadedRun, evaluate_task, write_report
 
     if threads is not None:
@@ -173,6 +173,7 @@ def eval_(
 
         torch.set_num_threads(threads)
     cards = {read_card(c).task: c for c in card or []}
+    settings = RolloutSettings(episodes=episodes, seed=seed, num_envs=num_envs, max_steps=max_steps)
     run = LoadedRun.load(run_dir)
     rows = []
     with RichDisplay() as display:
@@ -182,13 +183,10 @@ def eval_(
                     evaluate_task(
                         run,
                         t,
-                        episodes,
-                        seed,
-                        num_envs,
-                        cards.get(t),
-                        on_episode(update),
-                        max_steps,
-                        past_steps,
+                        settings,
+                        card=cards.get(t),
+                        on_episode=on_episode(update),
+                        past_steps=past_steps,
                     )
                 )
     summary = write_report(run_dir, rows)

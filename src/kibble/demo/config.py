@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class DemoTask:
     """Task id, e.g. gym/CartPole-v1."""
     expert: str
     """``rllib`` (trained by the demo), ``scripted``, ``bot`` or ``random``."""
+    _: KW_ONLY  # the counts by name: DemoTask(task, expert, episodes=..., ...)
     episodes: int
     """Episodes the pipeline rolls out (each kept or rejected)."""
     card_episodes: int
@@ -126,7 +127,7 @@ DEMO_TASK_WEIGHTS = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DemoConfig:
     """What ``kibble demo`` runs; see :func:`default_config` and :func:`short_config`."""
 

@@ -68,4 +68,7 @@ def build_dataset(cfg: DemoConfig, paths: DemoPaths, display: Display) -> StageR
     planned = sum(t.planned for t in entries.values())
     verb = "reused" if reused else "curated"
     summary = f"{verb} {paths.dataset}: kept {kept} of {planned} episodes"
-    return StageResult("dataset", reused, time.monotonic() - started, summary, details)
+    seconds = time.monotonic() - started
+    return StageResult(
+        stage="dataset", reused=reused, seconds=seconds, summary=summary, details=details
+    )

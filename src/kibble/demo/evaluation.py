@@ -16,6 +16,7 @@ from kibble.display import Display, on_episode
 
 def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> StageResult:
     """Play the trained generalist on every task it trained on; scores from the cards."""
+    from kibble.experts.evaluation import RolloutSettings
     from kibble.trainer.evaluate import (
         EvalRequest,
         LoadedRun,
@@ -30,7 +31,13 @@ def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> 
     tasks = [t for t in cfg.tasks if t.task in trained]
     skipped = [t.task for t in cfg.tasks if t.task not in trained]
     wanted = [
-        EvalRequest(t.task, t.eval_episodes, cfg.eval_seed, t.max_steps, t.eval_past_steps)
+        EvalRequest(
+            task=t.task,
+            episodes=t.eval_episodes,
+            seed=cfg.eval_seed,
+            max_steps=t.max_steps,
+            past_steps=t.eval_past_steps,
+        )
         for t in tasks
     ]
     rows = None if cfg.fresh else current_scores(paths.run, wanted)
@@ -40,17 +47,20 @@ def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> 
         run = LoadedRun.load(paths.run)
         rows = []
         for t in tasks:
+            settings = RolloutSettings(
+                episodes=t.eval_episodes,
+                seed=cfg.eval_seed,
+                max_steps=t.max_steps,  # as the card and the dataset were cut
+                num_envs=t.eval_episodes,  # all episodes in lockstep: one batch
+            )
             with display.bar(f"eval {t.task}", t.eval_episodes) as update:
                 rows.append(
                     evaluate_task(
                         run,
                         t.task,
-                        t.eval_episodes,
-                        cfg.eval_seed,
-                        num_envs=t.eval_episodes,  # all episodes in lockstep: one batch
+                        settings,
                         card=paths.card(t.task),
                         on_episode=on_episode(update),
-                        max_steps=t.max_steps,  # as the card and the dataset were cut
                         past_steps=t.eval_past_steps,
                     )
                 )
@@ -68,4 +78,7 @@ def evaluate_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> 
     )
     if cfg.preset == "short":
         summary += " (a smoke test: tiny sizes, the scores mean nothing)"
-    return StageResult("eval", reused, time.monotonic() - started, summary, details)
+    seconds = time.monotonic() - started
+    return StageResult(
+        stage="eval", reused=reused, seconds=seconds, summary=summary, details=details
+    )

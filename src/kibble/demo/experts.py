@@ -55,10 +55,15 @@ def train_experts(cfg: DemoConfig, paths: DemoPaths, display: Display) -> StageR
             f"mean training return {fmt(p.get('return_mean'))} -> {out}"
         )
     if not details:
-        return StageResult("experts", True, time.monotonic() - started, "no RLlib experts")
+        seconds = time.monotonic() - started
+        summary = "no RLlib experts"
+        return StageResult(stage="experts", reused=True, seconds=seconds, summary=summary)
     verb = "trained" if made else "reused"
     summary = f"{verb} {len(details)} RLlib expert(s)"
-    return StageResult("experts", not made, time.monotonic() - started, summary, details)
+    seconds = time.monotonic() - started
+    return StageResult(
+        stage="experts", reused=not made, seconds=seconds, summary=summary, details=details
+    )
 
 
 def _train_expert(cfg: DemoConfig, train_cfg, display: Display) -> dict:

@@ -89,8 +89,10 @@ def write_demo_report(cfg: DemoConfig, paths: DemoPaths, results: list[StageResu
         f"`{rel(paths.dataset)}` (schema version {manifest['schema_version']}; its card: "
         f"[{rel(paths.dataset / 'README.md')}]({rel(paths.dataset / 'README.md')})). Every "
         "planned episode is kept or rejected with a reason; the threshold is 80% of the "
-        "card's expert return (or `random + 0.8 x (expert - random)` when that is not "
-        "positive).",
+        "card's expert return (rule `fraction_of_expert`); when that is not positive, "
+        "`random + 0.8 x (expert - random)` (`random_plus_fraction_of_gap`), or, with no "
+        "random return, `lowest + 0.8 x (expert - lowest)` from the task's lowest episode "
+        "return (`lowest_plus_fraction_of_gap`).",
         "",
         "| task | planned | kept | rejected (reason) | steps kept | tokens kept | threshold |",
         "|---|---|---|---|---|---|---|",
@@ -149,7 +151,8 @@ def write_demo_report(cfg: DemoConfig, paths: DemoPaths, results: list[StageResu
     report["timings"]["report"] = {"seconds": seconds, "reused": False, "made_seconds": seconds}
     report["total_seconds"] = total + seconds
     paths.report_json.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    return StageResult("report", False, seconds, f"wrote {paths.report} and {paths.report_json}")
+    summary = f"wrote {paths.report} and {paths.report_json}"
+    return StageResult(stage="report", reused=False, seconds=seconds, summary=summary)
 
 
 def _training_paragraph(cfg: DemoConfig, training) -> str:

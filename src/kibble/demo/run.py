@@ -17,6 +17,8 @@ from kibble.display import Display
 from kibble.errors import KibbleError
 
 STAGE_FUNCTIONS = (train_experts, make_cards, build_dataset, train_generalist, evaluate_generalist)
+"""The stages that make something, in order: every stage of ``STAGES`` but the last. The
+report comes last and apart: it reads what the others returned (``write_demo_report``)."""
 
 
 def clear(paths: DemoPaths) -> None:
@@ -38,7 +40,7 @@ def run_demo(cfg: DemoConfig, display: Display | None = None) -> list[StageResul
         clear(paths)
     paths.out.mkdir(parents=True, exist_ok=True)
     results = []
-    for number, (name, stage) in enumerate(zip(STAGES, STAGE_FUNCTIONS, strict=False), 1):
+    for number, (name, stage) in enumerate(zip(STAGES[:-1], STAGE_FUNCTIONS, strict=True), 1):
         log_file = paths.logs / f"{name}.log"
         try:
             with display.stage_output(log_file):

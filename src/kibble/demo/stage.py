@@ -9,7 +9,7 @@ from typing import Any
 STAGES = ("experts", "cards", "dataset", "train", "eval", "report")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StageResult:
     """What a stage did: made or reused its output, how long it took, what it found."""
 

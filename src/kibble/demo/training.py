@@ -57,7 +57,10 @@ def train_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> Sta
     done = None if cfg.fresh else finished_run(paths.run, config)
     if done is not None:
         return StageResult(
-            "train", True, time.monotonic() - started, f"reused {paths.run}: {done.line()}"
+            stage="train",
+            reused=True,
+            seconds=time.monotonic() - started,
+            summary=f"reused {paths.run}: {done.line()}",
         )
     progress = None if cfg.fresh else resumable_progress(paths.run, config)
     if progress is None:
@@ -67,7 +70,9 @@ def train_generalist(cfg: DemoConfig, paths: DemoPaths, display: Display) -> Sta
         spent = progress["seconds"] / 60
         config = replace(config, max_minutes=max(0.1, cfg.train_minutes - spent))
     summary = _train(config, cfg.torch_threads, paths, display)
-    return StageResult("train", False, time.monotonic() - started, summary.line())
+    return StageResult(
+        stage="train", reused=False, seconds=time.monotonic() - started, summary=summary.line()
+    )
 
 
 def _train(config, threads: int | None, paths: DemoPaths, display: Display):

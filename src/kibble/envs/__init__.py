@@ -9,10 +9,10 @@ and ``procgen`` (the 16 games).
 from kibble.envs.registry import (
     FAMILIES,
     Task,
-    describe_space,
     get_task,
     list_tasks,
     make_env,
+    space_summary,
 )
 
-__all__ = ["FAMILIES", "Task", "describe_space", "get_task", "list_tasks", "make_env"]
+__all__ = ["FAMILIES", "Task", "get_task", "list_tasks", "make_env", "space_summary"]

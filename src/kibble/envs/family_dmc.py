@@ -38,7 +38,7 @@ def describe(name: str) -> tuple[tuple[str, ...], str]:
     return ("rllib", "random"), ""
 
 
-def make(name: str, pixels: bool = False, size: int = 64, camera_id: int = 0) -> gym.Env:
+def make(name: str, *, pixels: bool = False, size: int = 64, camera_id: int = 0) -> gym.Env:
     domain, task = name.split("-", 1)
     return DmControlEnv(domain, task, pixels=pixels, size=size, camera_id=camera_id)
 
@@ -49,7 +49,13 @@ class DmControlEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
 
     def __init__(
-        self, domain: str, task: str, pixels: bool = False, size: int = 64, camera_id: int = 0
+        self,
+        domain: str,
+        task: str,
+        *,
+        pixels: bool = False,
+        size: int = 64,
+        camera_id: int = 0,
     ) -> None:
         from dm_control import suite
 

@@ -130,6 +130,7 @@ def _reach_spaces() -> tuple[spaces.Space, spaces.Space]:
 
 def make(
     name: str,
+    *,
     max_episode_steps: int | None = None,
     end_on_success: bool = False,
     variations_seed: int = 0,

@@ -11,6 +11,7 @@ reproducibly. Procgen ends episodes after 1000 steps: that is a truncation.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -50,6 +51,32 @@ def make(name: str, distribution_mode: str = "easy") -> gym.Env:
     return ProcgenEnv(name, distribution_mode=distribution_mode)
 
 
+def _import_procgen() -> Any:
+    """``procgen.ProcgenGym3Env``, imported without the old Gym's banner.
+
+    procgen imports the unmaintained ``gym`` package, whose import prints a notice of
+    several lines (from ``gym_notices``) to stderr: in every process that plays Procgen,
+    so on every rollout worker. kibble never uses that ``gym``; its notice for the
+    installed version is blanked while it is imported. Nothing else is hidden: warnings
+    and errors of the import still show.
+    """
+    if "gym" not in sys.modules:
+        try:
+            import gym_notices.notices as gym_notices
+        except ImportError:  # no notices to print
+            gym_notices = None
+        if gym_notices is not None:
+            notices = gym_notices.notices
+            gym_notices.notices = {}
+            try:
+                import procgen  # noqa: F401  (imports gym, which finds no notice)
+            finally:
+                gym_notices.notices = notices
+    from procgen import ProcgenGym3Env
+
+    return ProcgenGym3Env
+
+
 class ProcgenEnv(gym.Env):
     """One Procgen game (a gym3 vector env of 1) behind the Gymnasium API."""
 
@@ -62,7 +89,7 @@ class ProcgenEnv(gym.Env):
         self._t = 0
 
     def _start(self, seed: int) -> None:
-        from procgen import ProcgenGym3Env
+        ProcgenGym3Env = _import_procgen()
 
         self._env = ProcgenGym3Env(
             num=1,

@@ -64,7 +64,7 @@ class Task:
         return _spaces(self.family, self.name)
 
     def space_descriptions(self) -> tuple[str, str]:
-        """``describe_space`` of both spaces, from an on-disk cache when it has them.
+        """``space_summary`` of both spaces, from an on-disk cache when it has them.
 
         Building every environment to list its spaces takes about half a minute (Atari
         ROMs, MuJoCo models); the cache is keyed by the installed package versions.
@@ -73,7 +73,7 @@ class Task:
         key = f"{self.id}|{cache.versions}"
         if key not in cache.entries:
             obs, act = self.spaces()
-            cache.entries[key] = [describe_space(obs), describe_space(act)]
+            cache.entries[key] = [space_summary(obs), space_summary(act)]
             cache.dirty = True
         obs_text, act_text = cache.entries[key]
         return obs_text, act_text
@@ -181,8 +181,10 @@ def make_env(task_id: str, **options: Any) -> gym.Env:
     return get_task(task_id).make(**options)
 
 
-def describe_space(space: spaces.Space) -> str:
-    """A short description: ``Box(4,) float32``, ``Discrete(2)``, ``image 80x80x1``."""
+def space_summary(space: spaces.Space) -> str:
+    """A short description for people: ``Box(4,) float32``, ``Discrete(2)``, ``image
+    80x80x1``. (The manifest's JSON description is ``kibble.schemas.raw_values.describe_space``.)
+    """
     if isinstance(space, spaces.Box):
         if is_image_space(space):
             return "image " + "x".join(map(str, space.shape))
@@ -199,7 +201,7 @@ def describe_space(space: spaces.Space) -> str:
     if isinstance(space, spaces.MultiBinary):
         return f"MultiBinary({space.n})"
     if isinstance(space, spaces.Dict):
-        return "Dict(" + ", ".join(f"{k}: {describe_space(s)}" for k, s in space.items()) + ")"
+        return "Dict(" + ", ".join(f"{k}: {space_summary(s)}" for k, s in space.items()) + ")"
     if isinstance(space, spaces.Tuple):
-        return "Tuple(" + ", ".join(describe_space(s) for s in space.spaces) + ")"
+        return "Tuple(" + ", ".join(space_summary(s) for s in space.spaces) + ")"
     return repr(space)
