@@ -23,9 +23,12 @@ config as run, ``DatasetConfig.as_dict()``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -46,6 +49,7 @@ from kibble.schemas.arrow import REJECTED_EPISODE_SCHEMA
 from kibble.schemas.parquet import EpisodeFileWriter
 from kibble.schemas.records import Episode
 
+log = logging.getLogger(__name__)
 STAGING = ".staging"
 """Scratch folder (in the staging dataset) of the rolled-out shards' tokens."""
 SUMMARIES = ".summaries"
@@ -208,6 +212,16 @@ STEPS: tuple[Step, ...] = (ROLLOUT, THRESHOLD, FILTER, SUMMARY)
 """The curation, in order; the last step's result per task is a ``TaskSummary``."""
 
 
+@contextmanager
+def timed(phase: str) -> Iterator[None]:
+    """Log how long ``phase`` of a curation took (DEBUG; benchmarks/pipeline.py reads it)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        log.debug("phase %s: %.3f s", phase, time.perf_counter() - start)
+
+
 class Executor(Protocol):
     """Runs :data:`STEPS` over every task of ``config``; returns each task's summary."""
 
@@ -227,16 +241,22 @@ def finish_dataset(
 
     ``known_files``: manifest entries of data files made where they were written.
     """
-    with EpisodeFileWriter(
-        layout.join(root, layout.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
-    ) as writer:
+    with (
+        timed("rejected"),
+        EpisodeFileWriter(
+            layout.join(root, layout.REJECTED_DIR, "part-00000.parquet"), REJECTED_EPISODE_SCHEMA
+        ) as writer,
+    ):
         writer.write(pa.Table.from_pylist(rejected, schema=REJECTED_EPISODE_SCHEMA))
-    manifest = publish.write_manifest(
-        root, config.name, config=config.as_dict(), tasks=tasks, known_files=known_files
-    )
-    for task in tasks:  # views/: read back through the manifest, so after it
-        viewer.card_view(root, task)
-    dataset_card.write_dataset_card(root, manifest)
+    with timed("manifest"):
+        manifest = publish.write_manifest(
+            root, config.name, config=config.as_dict(), tasks=tasks, known_files=known_files
+        )
+    with timed("views"):
+        for task in tasks:  # views/: read back through the manifest, so after it
+            viewer.card_view(root, task)
+    with timed("card"):
+        dataset_card.write_dataset_card(root, manifest)
     return manifest
 
 
@@ -248,10 +268,11 @@ def assemble(config: DatasetConfig, root: str, summaries: Mapping[str, TaskSumma
         outcomes, bar = list(summary.outcomes), summary.threshold
         known_files.update((entry["path"], entry) for entry in summary.files)
         files = [layout.join(root, entry["path"]) for entry in summary.files]
-        entry = task_results.task_entry(job, outcomes, bar, files)
-        tasks[job.task] = entry.to_dict()
-        plots.return_histogram(root, job.task, outcomes, bar)
-        rejected += task_results.rejected_rows(outcomes, bar)
+        with timed("task entries"):
+            tasks[job.task] = task_results.task_entry(job, outcomes, bar, files).to_dict()
+            rejected += task_results.rejected_rows(outcomes, bar)
+        with timed("histograms"):
+            plots.return_histogram(root, job.task, outcomes, bar)
     for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
         publish.remove(layout.join(root, scratch))
     return finish_dataset(root, config, tasks=tasks, rejected=rejected, known_files=known_files)
@@ -273,10 +294,11 @@ def curate(config: DatasetConfig, executor: Executor) -> dict:
                 fraction=config.fraction,
                 cards=cards,
             )
-            summaries = executor.run(config, settings)
+            with timed("steps"):
+                summaries = executor.run(config, settings)
             manifest = assemble(config, root, summaries)
             fault_point("staged")
-            with state.publishing():
+            with state.publishing(), timed("publishing"):
                 publish.publish(root, out)
         except BaseException:
             publish.remove(root, quiet=True)
