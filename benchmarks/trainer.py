@@ -41,7 +41,7 @@ import torch
 from kibble.pipelines.in_process import curate_tasks
 from kibble.pipelines.stages import TaskJob
 from kibble.trainer.config import MODEL_SIZES, DatasetSpec, MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 from kibble.trainer.model import Gato
 from kibble.trainer.train import bfloat16
 

@@ -1,7 +1,7 @@
 """Reading a curated dataset: its manifest facts and its kept episodes, one at a time.
 
 :class:`CuratedDataset` is the one reader of a dataset's kept data. The trainer's mixture
-loader (``kibble.trainer.data``) opens every dataset and data file through it, and the
+loader (``kibble.trainer.mixture_data``) opens every dataset and data file through it, and the
 public API (``kibble.open_dataset``, :mod:`kibble.api`) adds a torch view on top::
 
     ds = CuratedDataset("kibble-out/example/dataset")   # a local path or a URL

@@ -40,7 +40,7 @@ from kibble.trainer.checkpoint import (
     read_state,
 )
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.data import MixtureData, TaskInfo
+from kibble.trainer.mixture_data import MixtureData, TaskInfo
 from kibble.trainer.model import Gato
 from kibble.trainer.scores import EvalRow, normalized_score, read_scores, scores_file, write_scores
 from kibble.trainer.sequences import TokenWindow, build_sequence, collate, concat_sequences

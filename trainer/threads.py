@@ -15,7 +15,7 @@ import time
 import torch
 
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 from kibble.trainer.model import Gato
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from kibble.trainer.checkpoint import (
     save_checkpoint,
 )
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 from kibble.trainer.model import Gato
 from kibble.trainer.safety import (
     TrainingInterrupted,

@@ -2,7 +2,7 @@
 
 ``kibble.open_dataset(path).to_torch(context=...)`` returns a :class:`WindowDataset`. Each
 item is one training sequence drawn exactly as the trainer draws it
-(:meth:`kibble.trainer.data.MixtureData.sample_sequence`: timestep-aligned windows,
+(:meth:`kibble.trainer.mixture_data.MixtureData.sample_sequence`: timestep-aligned windows,
 prompts from other episodes of the task, docs/format.md section 12), as a dict of tensors:
 
 - ``tokens``, ``loss_mask``, ``observation_position``, ``action_position``: (L,), L <= context;
@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from kibble.trainer.config import MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 from kibble.trainer.sequences import TokenWindow, collate
 
 WINDOW_FIELDS = tuple(f.name for f in fields(TokenWindow))

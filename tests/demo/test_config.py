@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from kibble.demo.config import PRESETS, DemoPaths
-from kibble.demo.training import mixture_text
+from kibble.demo.training_stage import mixture_text
 from kibble.trainer.config import parse_mixture
 
 

@@ -17,12 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from kibble.demo import DemoConfig, DemoPaths, DemoTask
-from kibble.demo import cards as card_stage
-from kibble.demo import dataset as dataset_stage
-from kibble.demo import evaluation as eval_stage
-from kibble.demo import experts as expert_stage
-from kibble.demo import training as train_stage
+from kibble.demo import DemoConfig, DemoPaths, DemoTask, card_stage, dataset_stage, expert_stage
+from kibble.demo import evaluation_stage as eval_stage
+from kibble.demo import training_stage as train_stage
 from kibble.display import Display
 from kibble.experts.card import ExpertCard, ReturnStats, current_card, write_card
 from kibble.experts.evaluation import RolloutSettings as S

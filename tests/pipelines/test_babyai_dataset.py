@@ -19,7 +19,7 @@ from kibble.pipelines.stages import TaskJob
 from kibble.tokenize.text import DEFAULT_TEXT_MODEL
 from kibble.tokenize.vocab import TEXT_VOCAB_SIZE
 from kibble.trainer.config import DatasetSpec, MixtureConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 
 KIBBLE = Path(sys.executable).parent / "kibble"
 TASK = "babyai/PickupLoc-v0"

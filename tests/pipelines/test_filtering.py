@@ -65,9 +65,13 @@ def test_the_episodes_that_define_the_expert_return_pass_their_own_filter(
     # the returns' signs and the fraction (with base 0, Acrobot's -500s were all rejected).
     outcomes = [
         EpisodeOutcome(
-            task="t/x", episode_id=f"e{i}", index=i, episode_return=r, episode_length=1,
+            task="t/x",
+            episode_id=f"e{i}",
+            index=i,
+            episode_return=r,
+            episode_length=1,
             reason="non_finite" if i in invalid else None,
-        )  # fmt: skip
+        )
         for i, r in enumerate(returns)
     ]
     valid = [o for o in outcomes if o.reason is None]

@@ -16,7 +16,7 @@ from kibble.errors import KibbleError
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 from kibble.trainer.checkpoint import NonFiniteWeights, read_state, save_checkpoint
 from kibble.trainer.config import DatasetSpec, MixtureConfig, ModelConfig, load_mixture
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 from kibble.trainer.model import Gato
 from kibble.trainer.train import pick_device, train
 

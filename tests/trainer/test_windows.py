@@ -10,7 +10,7 @@ import kibble
 from kibble.errors import KibbleError
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 from kibble.trainer.config import DatasetSpec, MixtureConfig, ModelConfig
-from kibble.trainer.data import MixtureData
+from kibble.trainer.mixture_data import MixtureData
 from kibble.trainer.model import Gato
 from kibble.trainer.windows import WindowDataset
 

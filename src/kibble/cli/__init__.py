@@ -6,15 +6,15 @@ exit status 1, never a traceback (``kibble.cli.base``); anything else is a bug a
 its traceback.
 
 A module per job: ``base`` (the app, its error style, shared helpers), ``help`` (the
-plain-sentence ``--help`` of every command), ``experts``
-(``tasks``, ``expert train``, ``expert eval``), ``data`` (``rollout``, ``pipeline run``,
-``inspect``, ``view``, ``export``) and ``training`` (``train``, ``eval``, ``demo``).
+plain-sentence ``--help`` of every command), ``expert_commands`` (``tasks``, ``expert
+train``, ``expert eval``), ``data_commands`` (``rollout``, ``pipeline run``, ``inspect``,
+``view``, ``export``) and ``training_commands`` (``train``, ``eval``, ``demo``).
 Importing them registers their commands, in the order ``--help`` lists them.
 """
 
 # The order of these imports is the order --help lists the commands.
 # isort: off
-from kibble.cli import experts, data, training  # noqa: F401  (registers the commands)
+from kibble.cli import expert_commands, data_commands, training_commands  # noqa: F401  (registers the commands)
 
 # isort: on
 from kibble.cli.base import app, main

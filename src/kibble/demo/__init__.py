@@ -22,9 +22,10 @@ command it stands for:
     OUT/report.json         the same numbers, and each stage's wall time
 
 The package, a job per module: ``config`` (presets and paths), ``stage`` (a stage's
-result and its line), one module per stage (``experts``, ``cards``, ``dataset``,
-``training``, ``evaluation``), ``report`` and ``charts``, and ``run`` (the stages in
-order). What is shown while it runs is :mod:`kibble.display`'s.
+result and its line), one module per stage (``expert_stage``, ``card_stage``,
+``dataset_stage``, ``training_stage``, ``evaluation_stage``, ``report_stage``, with
+``charts``), and ``run`` (the stages in order). What is shown while it runs is
+:mod:`kibble.display`'s.
 """
 
 from kibble.demo.config import (

@@ -5,14 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from kibble.demo.cards import make_cards
+from kibble.demo.card_stage import make_cards
 from kibble.demo.config import DemoConfig, DemoPaths
-from kibble.demo.dataset import build_dataset
-from kibble.demo.evaluation import evaluate_generalist
-from kibble.demo.experts import train_experts
-from kibble.demo.report import write_demo_report
+from kibble.demo.dataset_stage import build_dataset
+from kibble.demo.evaluation_stage import evaluate_generalist
+from kibble.demo.expert_stage import train_experts
+from kibble.demo.report_stage import write_demo_report
 from kibble.demo.stage import STAGES, StageResult
-from kibble.demo.training import train_generalist
+from kibble.demo.training_stage import train_generalist
 from kibble.display import Display
 from kibble.errors import KibbleError
 

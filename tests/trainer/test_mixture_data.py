@@ -9,7 +9,7 @@ import pytest
 from kibble.errors import KibbleError
 from kibble.tokenize.vocab import IMAGE_PATCH, SEPARATOR
 from kibble.trainer.config import DatasetSpec, MixtureConfig
-from kibble.trainer.data import MixtureData, TaskInfo
+from kibble.trainer.mixture_data import MixtureData, TaskInfo
 
 
 def mixture(*paths, **kw) -> MixtureConfig:
