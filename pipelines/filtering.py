@@ -37,6 +37,18 @@ DEFAULT_FRACTION = 0.8
 FRACTION_OF_EXPERT = "fraction_of_expert"
 RANDOM_PLUS_GAP = "random_plus_fraction_of_gap"
 LOWEST_PLUS_GAP = "lowest_plus_fraction_of_gap"
+RULES = {
+    FRACTION_OF_EXPERT: "{f} x expert return",
+    RANDOM_PLUS_GAP: "random + {f} x (expert - random)",
+    LOWEST_PLUS_GAP: "lowest return + {f} x (expert - lowest)",
+}
+"""Each threshold rule's name (stored in manifests) in words, for people."""
+
+
+def rule_text(rule: str, fraction: float) -> str:
+    """``fraction_of_expert: 0.8 x expert return``: a rule's name and what it computes."""
+    words = RULES.get(rule)
+    return f"{rule}: {words.format(f=f'{fraction:g}')}" if words else rule
 
 
 def window_size(num_episodes: int) -> int:

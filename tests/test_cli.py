@@ -173,7 +173,8 @@ def test_rollout_prints_the_threshold_rounded(tmp_path):
     args = ["metaworld/reach-v3", "--expert", "scripted", "--episodes", "1", "--max-steps", "7"]
     done = kibble("rollout", *args, "--out", str(tmp_path / "ds"))
     assert done.returncode == 0, done.stderr
-    assert re.search(r"; threshold -?\d+\.\d \(fraction_of_expert\)", done.stdout), done.stdout
+    rule = r"\(fraction_of_expert: 0.8 x expert return\)"  # the rule's name, and in words
+    assert re.search(r"; threshold -?\d+\.\d " + rule, done.stdout), done.stdout
 
 
 def test_pipeline_config_errors_are_one_paragraph(tmp_path):

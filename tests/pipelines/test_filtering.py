@@ -86,3 +86,12 @@ def test_the_episodes_that_define_the_expert_return_pass_their_own_filter(
     for position in window:
         assert is_kept(valid[position], t)
     assert not any(is_kept(o, t) for o in outcomes if o.reason is not None)
+
+
+def test_every_threshold_rule_is_said_in_words():
+    from kibble.pipelines.filtering import LOWEST_PLUS_GAP, RANDOM_PLUS_GAP, rule_text
+
+    assert rule_text("fraction_of_expert", 0.8) == "fraction_of_expert: 0.8 x expert return"
+    assert rule_text(RANDOM_PLUS_GAP, 0.5).endswith("random + 0.5 x (expert - random)")
+    assert rule_text(LOWEST_PLUS_GAP, 0.8).endswith("lowest return + 0.8 x (expert - lowest)")
+    assert rule_text("no_valid_episodes", 0.8) == "no_valid_episodes"  # nothing to say

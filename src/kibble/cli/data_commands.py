@@ -59,6 +59,7 @@ def rollout(
 ) -> None:
     """Roll an expert out in one process (no Beam): validate, filter, tokenize, write a dataset."""
     from kibble.experts.sources import parse_source
+    from kibble.pipelines.filtering import rule_text
     from kibble.pipelines.in_process import curate_tasks
     from kibble.pipelines.stages import TaskJob
     from kibble.schemas.layout import task_entries
@@ -86,7 +87,8 @@ def rollout(
         raise typer.Exit(e.exit_code) from None
     t = task_entries(manifest)[task]
     bar = "none" if t.threshold is None else f"{t.threshold:.1f}"
-    typer.echo(f"{task}: {t.counts()}; threshold {bar} ({t.rule}); wrote {out}")
+    rule = rule_text(t.rule, t.fraction)
+    typer.echo(f"{task}: {t.counts()}; threshold {bar} ({rule}); wrote {out}")
 
 
 @pipeline_app.command(
