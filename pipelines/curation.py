@@ -39,7 +39,7 @@ from kibble.envs import get_task
 from kibble.experts.card import ExpertCard, read_card
 from kibble.experts.policy import Policy
 from kibble.experts.sources import ExpertSource, load_expert, parse_source
-from kibble.pipelines import dataset_card, guard, plots, publish, remote, stages, task_results
+from kibble.pipelines import dataset_card, guard, plots, publish, stages, task_results
 from kibble.pipelines.config import DatasetConfig
 from kibble.pipelines.stages import EpisodeOutcome, Shard, TaskJob, Threshold
 from kibble.pipelines.task_results import TaskSummary
@@ -54,6 +54,8 @@ STAGING = ".staging"
 """Scratch folder (in the staging dataset) of the rolled-out shards' tokens."""
 SUMMARIES = ".summaries"
 """Scratch folder where a distributed executor leaves each task's summary."""
+EXPERTS = ".experts"
+"""Scratch folder of expert checkpoints shipped to remote workers (``kibble.pipelines.remote``)."""
 SHARD, TASK = "shard", "task"
 
 
@@ -100,7 +102,11 @@ class Worker:
             obs_space, act_space = task.spaces()
             source = parse_source(job.expert)
             if source.has_checkpoint and layout.is_url(source.location):
-                source = ExpertSource(source.kind, remote.fetch_expert(source.location))
+                # Beam's options come with remote: imported only when a URL needs it
+                # (importing them logs a warning about Google Cloud's clients).
+                from kibble.pipelines.remote import fetch_expert
+
+                source = ExpertSource(source.kind, fetch_expert(source.location))
                 self._fetched.append(source.location)
             self._policies[key] = load_expert(task, source, obs_space, act_space, sample=job.sample)
         return self._policies[key]
@@ -273,7 +279,7 @@ def assemble(config: DatasetConfig, root: str, summaries: Mapping[str, TaskSumma
             rejected += task_results.rejected_rows(outcomes, bar)
         with timed("histograms"):
             plots.return_histogram(root, job.task, outcomes, bar)
-    for scratch in (STAGING, SUMMARIES, remote.EXPERTS):
+    for scratch in (STAGING, SUMMARIES, EXPERTS):
         publish.remove(layout.join(root, scratch))
     return finish_dataset(root, config, tasks=tasks, rejected=rejected, known_files=known_files)
 

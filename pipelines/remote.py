@@ -37,12 +37,12 @@ from apache_beam.options.pipeline_options import (
 from kibble.errors import KibbleError
 from kibble.experts.sb3_setup import check_portable, companion_files
 from kibble.experts.sources import ExpertSource, parse_source
+from kibble.pipelines.curation import EXPERTS
 from kibble.pipelines.stages import TaskJob
 from kibble.schemas import layout
 
 log = logging.getLogger(__name__)
 
-EXPERTS = ".experts"
 # Runners whose workers run on this machine: nothing to ship.
 _LOCAL_RUNNERS = {r.lower() for r in (*StandardOptions.LOCAL_RUNNERS, "InteractiveRunner")}
 

@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -177,3 +179,14 @@ def test_inspect_summarises_and_names_problems(tmp_path):
 def test_bad_fraction_is_refused(tmp_path):
     with pytest.raises(KibbleError, match="fraction"):
         curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 1)], tmp_path / "x", fraction=1.5)
+
+
+def test_the_in_process_executor_does_not_import_beam():
+    # Beam's options import logs a warning about Google Cloud's clients on every
+    # `kibble rollout`; nothing of Beam is needed without it.
+    code = (
+        "import sys, kibble.pipelines.in_process; "
+        "print(any(m.startswith('apache_beam') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
