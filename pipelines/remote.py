@@ -7,7 +7,7 @@ Remote workers share nothing with the machine that launches the job, so:
   ``--setup_file=<checkout>/setup.py`` and Beam's stager builds an sdist of the
   checkout for the workers to ``pip install``. That installs kibble's core
   dependencies only; environment families and RLlib experts need extras, which a
-  worker image provides (README, "Running on Dataflow").
+  worker image provides (docs/scaling-out.md).
 * the dataset's staging location and output are URLs every worker reaches
   (``gs://...``); a local output path is refused on Dataflow.
 * expert checkpoints on the launcher's disk are copied next to the staging files

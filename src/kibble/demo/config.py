@@ -54,7 +54,7 @@ METAWORLD_STEPS = 100
 # bot replans from wherever that leaves it). Measured with benchmarks/learning.py, 2,000
 # steps: 200 noisy episodes per Meta-World task scored reach-v3 77.1-98.2% and
 # drawer-open-v3 16.9-76.6% over three runs (1,000 steps on 50 clean episodes: 49.8%,
-# 22.0%); see the README's Training section.
+# 22.0%); see docs/learning.md.
 MW_NOISE = {"fraction": 0.3, "scale": 0.1}
 
 # Meta-World's generalist acts on the current observation only (`kibble eval --past-steps
