@@ -14,7 +14,8 @@ Measured side by side on this machine, same mixture, same batch size and context
 - the ratio loader / training (target >= 10x: the loader never holds training up);
 - the CPU's float32 matrix-multiply peak (the best of several large matmuls on the same
   threads), measured before and after training, and the trainer's achieved FLOP/s
-  (counted from the model's shapes, the output head at action positions included), and
+  (counted from the model's shapes: the output head at action positions and the patch
+  embedding of every image patch included), and
   their ratio (target >= 60%). When the two peaks disagree by more than
   ``PEAK_SPREAD`` or the ratio would exceed 100%, the machine was busy: the ratio is
   not printed;
@@ -122,6 +123,19 @@ def peak_verdict(achieved: float, before: float, after: float) -> str:
     return f"{peaks} (spread {100 * spread:.1f}%); training reached {100 * ratio:.0f}% of it"
 
 
+def patch_flops(model: Gato) -> float:
+    """Forward + backward of the patch embedding for one 16x16 image patch: the stem and
+    the two 3x3 convolutions at every pixel, and the projection to the model's width
+    (the norms and GELUs are elementwise and left out). At ``tiny`` a patch costs about
+    twice a token's 6N, so leaving it out would undercount image-heavy batches."""
+    cfg = model.cfg
+    pixels = 16 * 16
+    c, h = cfg.patch_channels, cfg.patch_hidden
+    convs = pixels * 9 * 2 * (c * h + 2 * h * h)
+    projection = 2 * h * pixels * cfg.width
+    return 3 * (convs + projection)
+
+
 def head_flops_per_target(model: Gato, legal: bool) -> float:
     """Forward + backward of the output head for one trained (action) token."""
     return 6 * model.cfg.width * (1024 if legal else model.embed.weight.shape[0])
@@ -151,11 +165,12 @@ def training_rate(
     )
 
     legal = config.action_logits == "legal"
-    targets = 0
+    targets = patches = 0
 
     def step() -> int:
-        nonlocal targets
+        nonlocal targets, patches
         batch = data.sample_batch(config.batch_size).to_torch(device)
+        patches += int(batch["patch_index"].numel())
         with autocast:
             loss, _ = net(batch, legal_actions=legal)
         opt.zero_grad(set_to_none=True)
@@ -173,7 +188,7 @@ def training_rate(
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    steps = tokens = targets = 0
+    steps = tokens = targets = patches = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         tokens += step()
@@ -189,8 +204,10 @@ def training_rate(
         "flops_per_s": (
             tokens * flops_per_token(model, config.context)
             + targets * head_flops_per_target(model, legal)
+            + patches * patch_flops(model)
         )
         / elapsed,
+        "patch_share": patches / max(tokens, 1),
         "parameters": model.num_parameters(),
         "first_step_s": first_step_s,
     }
@@ -315,7 +332,8 @@ def main() -> None:
         print(
             f"training: {cpu['sequences_per_s']:10.1f} sequences/s, "
             f"{cpu['tokens_per_s']:,.0f} tokens/s, {cpu['steps_per_s']:.2f} steps/s, "
-            f"{cpu['parameters']:,} parameters"
+            f"{cpu['parameters']:,} parameters; image patches {100 * cpu['patch_share']:.0f}% "
+            "of the tokens"
         )
         print(f"loader / training: {loader / cpu['sequences_per_s']:.1f}x (target >= 10x)")
         peak = max(peak_before, peak_after)
