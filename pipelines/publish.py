@@ -46,6 +46,7 @@ from kibble.schemas.layout import (
     sha256,
     write_bytes,
 )
+from kibble.schemas.outputs import check_no_links
 from kibble.schemas.outputs import check_output as check_output  # the output of a dataset
 
 
@@ -87,7 +88,12 @@ def staging_location(out: str | os.PathLike) -> str:
 
 
 def publish(staging: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Move the dataset assembled at ``staging`` to ``out``, replacing what was there."""
+    """Move the dataset assembled at ``staging`` to ``out``, replacing what was there.
+
+    An ``out`` that holds a symbolic link (made since ``check_output`` looked) is refused
+    here too, on every filesystem: nothing is deleted or written through a link.
+    """
+    check_no_links(*resolve(out), os.fspath(out))
     if is_url(staging) or is_url(out):
         fs, src = resolve(staging)
         publish_by_copy(fs, src, resolve(out)[1])
@@ -102,6 +108,7 @@ def publish_by_copy(fs: pafs.FileSystem, src: str, dst: str) -> None:
     new files, copy manifest.json last (the commit), delete ``src``.
     """
     src, dst = src.rstrip("/"), dst.rstrip("/")
+    check_no_links(fs, dst, dst)  # and the listings below never enter one (list_entries)
     new = list_entries(fs, src, pafs.FileType.File)
     if MANIFEST not in new:
         raise RuntimeError(f"{src} has no {MANIFEST}: nothing complete to publish")

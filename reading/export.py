@@ -6,7 +6,8 @@ dataset per task under ``--out``, which is a Minari datasets root
 (``MINARI_DATASETS_PATH=OUT`` and ``minari.load_dataset(ID)``).
 
 What this module owns, whatever the format: the checks made before anything is written
-(the format is known, the output does not exist and is a local path, the tasks and
+(the format is known, the output does not exist, is a local path and is not inside the
+dataset read (its next curation would delete it), the tasks and
 episode ids asked for exist, the dataset stores raw values) and the atomic publish. The
 export is written into ``.OUT.staging-<8 hex>`` beside the output and renamed to ``OUT``
 only when complete, under the output's lock (:func:`kibble.atomic.hold`), so a killed
@@ -143,7 +144,7 @@ def export_dataset(
     at all (module docstring). ``tasks`` and ``episode_ids`` narrow what is exported.
     """
     fmt = check_format(fmt)
-    check_output(out, **OUTPUT_RULES)
+    check_output(out, **OUTPUT_RULES, reads=(dataset,))
     out = Path(out)
     from kibble.reading.export_minari import plan
     from kibble.reading.minari_writer import write
@@ -152,7 +153,8 @@ def export_dataset(
     selection = select(ds, tasks, episode_ids)
     plans = [plan(ds, task) for task in selection]  # refusals before any writing
     with atomic.hold(out):
-        check_output(out, **OUTPUT_RULES)  # again under the lock: another export may have finished
+        # Again under the lock: another export may have finished.
+        check_output(out, **OUTPUT_RULES, reads=(dataset,))
         # Absolute: Minari's arrow storage mangles a relative data path.
         staging = out.absolute().parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
         try:

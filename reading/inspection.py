@@ -19,8 +19,8 @@ from kibble.schemas import layout
 from kibble.schemas.columns import type_name
 from kibble.schemas.layout import (
     DATA_DIR,
-    FILE_FIELDS,
     MANIFEST,
+    REGULAR_ONLY,
     REJECTED_DIR,
     footer_mismatches,
 )
@@ -73,14 +73,20 @@ def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
     fs, base = layout.resolve(root)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise KibbleError(f"{root} is not a dataset directory (it does not exist)")
+    # Regular files only: links (and what they point to), FIFOs and devices are not read.
     files = [rel for rel in layout.list_files(root) if rel.endswith(".parquet")]
-    if not files:
+    others = layout.list_entries(fs, base, pafs.FileType.Unknown)
+    if not files and not others:
         raise KibbleError(f"{root} holds no Parquet files; is it a kibble dataset?")
+    problems = [
+        f"{layout.not_regular(fs, base, rel) or rel + ' is not a regular file'}: {REGULAR_ONLY}"
+        for rel in others
+    ]
     try:
         manifest = layout.read_manifest(root)
-        problems = []
     except KibbleError as e:
-        manifest, problems = None, [str(e)]
+        manifest = None
+        problems.append(str(e))
     tasks: dict[str, TaskSummary] = {}
     versions: set[str] = set()
     valid: list[str] = []
@@ -185,22 +191,27 @@ def sample_values(row: dict) -> list[tuple[str, str]]:
 
 
 def verify_files(root: str, manifest: dict, present: list[str], quick: bool = False) -> list[str]:
-    """Each file the manifest lists exists with its rows, bytes and sha256; none unlisted."""
-    entries = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(entries, list):
-        return [f"{MANIFEST} has no list of files: it is damaged or not a kibble manifest"]
-    fs, base = layout.resolve(root)
+    """Each file the manifest lists exists with its rows, bytes and sha256; none unlisted.
+
+    The manifest's paths are checked first, by the rule every reader applies
+    (:func:`kibble.schemas.layout.file_entries`); a manifest that breaks it is one problem,
+    and none of the files it lists is opened."""
+    try:
+        entries = layout.file_entries(manifest, MANIFEST)
+    except KibbleError as e:
+        return [str(e)]
     problems, listed = [], set()
     for entry in entries:
-        if not isinstance(entry, dict) or not set(FILE_FIELDS) <= set(entry):
-            problems.append(f"{MANIFEST}: a file entry lacks path, rows, bytes or sha256: {entry}")
-            continue
         rel = entry["path"]
         listed.add(rel)
         if rel not in present:
             problems.append(f"{rel} is in the manifest but missing")
             continue
-        path = f"{base.rstrip('/')}/{rel}"
+        try:
+            fs, path = layout.dataset_file(root, rel)
+        except KibbleError as e:
+            problems.append(str(e))
+            continue
         size = fs.get_file_info(path).size
         try:
             with fs.open_input_file(path) as f:

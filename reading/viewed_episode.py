@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kibble.errors import KibbleError
-from kibble.schemas.layout import REJECTED_DIR, join, resolve
+from kibble.schemas.layout import REJECTED_DIR, dataset_file
 from kibble.schemas.reader import CuratedDataset, EpisodeRecord
 
 
@@ -99,11 +99,11 @@ def _unknown_episode(ds: CuratedDataset, files: list[dict], task: str, episode_i
     import pyarrow.parquet as pq
 
     message = f"episode {episode_id!r} is not a kept episode of {task} in {ds.location}"
-    fs, path = resolve(join(ds.location, REJECTED_DIR, "part-00000.parquet"))
     try:
+        fs, path = dataset_file(ds.location, f"{REJECTED_DIR}/part-00000.parquet")
         with fs.open_input_file(path) as f:
             rejected = pq.read_table(f, columns=["task", "episode_id", "reason", "detail"])
-    except (OSError, ValueError):  # no rejected file to consult: say what we know
+    except (OSError, ValueError, KibbleError):  # no rejected file to consult: what we know
         rejected = None
     if rejected is not None:
         hit = rejected.filter(pc.equal(rejected["episode_id"], episode_id)).to_pylist()

@@ -137,6 +137,7 @@ def view_episode(
         local_only="Pillow and ffmpeg write local files",
         suffixes=SUFFIXES,
         writer="kibble view",
+        reads=(dataset.location if isinstance(dataset, CuratedDataset) else dataset,),
     )
     out = Path(out)
     suffix = out.suffix.lower()

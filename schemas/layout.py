@@ -28,6 +28,8 @@ import hashlib
 import json
 import os
 import posixpath
+import re
+import stat
 from dataclasses import asdict, dataclass, field, fields
 
 import pyarrow.fs as pafs
@@ -82,15 +84,123 @@ def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 
 def list_files(location: str | os.PathLike) -> list[str]:
-    """Every file under ``location``, as sorted relative POSIX paths; [] if it is absent."""
+    """Every regular file under ``location``, as sorted relative POSIX paths; [] if it is
+    absent. Links and what lies behind them are not listed (:func:`list_entries`)."""
     return list_entries(*resolve(location), pafs.FileType.File)
 
 
 def list_entries(fs: pafs.FileSystem, root: str, kind: pafs.FileType) -> list[str]:
+    """What lies under ``root`` of one ``kind``, as sorted relative POSIX paths.
+
+    ``File``: regular files; ``Directory``: real directories; ``Unknown``: everything
+    else (symbolic links, FIFOs, sockets, devices). A local filesystem (a plain path or
+    ``file://``) is walked without following links: pyarrow's own listing follows them,
+    so a link under a dataset would make its target's files look like the dataset's, to
+    be read, replaced or deleted. Object stores have no links.
+    """
+    if isinstance(fs, pafs.LocalFileSystem):
+        return sorted(rel for rel, found in _walk_local(root) if found == kind)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     # Filesystems differ on a leading "/" (fsspec adds one): compare without it.
     n = len(root.strip("/"))
     return sorted(info.path.lstrip("/")[n:].lstrip("/") for info in infos if info.type == kind)
+
+
+def _walk_local(root: str) -> list[tuple[str, pafs.FileType]]:
+    """(relative path, kind) of everything under the local directory ``root``; a link is
+    ``Unknown`` and never entered (``root`` itself, the path a user named, may be one)."""
+    out, pending = [], [""]
+    while pending:
+        rel = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+                found = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in found:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_symlink():
+                out.append((path, pafs.FileType.Unknown))
+            elif entry.is_dir(follow_symlinks=False):
+                out.append((path, pafs.FileType.Directory))
+                pending.append(path)
+            elif entry.is_file(follow_symlinks=False):
+                out.append((path, pafs.FileType.File))
+            else:
+                out.append((path, pafs.FileType.Unknown))
+    return out
+
+
+def not_regular(fs: pafs.FileSystem, root: str, rel: str) -> str | None:
+    """What ``rel`` under ``root`` (a path on ``fs``) is, where it is not a regular file
+    reached through real directories: ``"data is a symbolic link (to /elsewhere)"``,
+    ``"data/x/part-00000.parquet is a FIFO"``; None for a regular file or nothing there.
+
+    Locally each part of ``rel`` is checked with ``lstat``, before anything is opened (a
+    FIFO blocks ``open()`` until a writer comes; a link leads out of the dataset)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        kind = fs.get_file_info(f"{root.rstrip('/')}/{rel}").type
+        if kind in (pafs.FileType.File, pafs.FileType.NotFound):
+            return None
+        what = "a directory" if kind == pafs.FileType.Directory else "not a regular file"
+        return f"{rel} is {what}"
+    parts = rel.split("/")
+    for i in range(len(parts)):
+        shown = "/".join(parts[: i + 1])
+        path = os.path.join(root, *parts[: i + 1])
+        try:
+            mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # nothing there: the caller's own message says so
+        last = i == len(parts) - 1
+        if stat.S_ISLNK(mode):
+            try:
+                target = f" (to {os.readlink(path)})"
+            except OSError:
+                target = ""
+            return f"{shown} is a symbolic link{target}"
+        if (last and stat.S_ISREG(mode)) or (not last and stat.S_ISDIR(mode)):
+            continue
+        return f"{shown} is {_kind_of(mode)}"
+    return None
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+REGULAR_ONLY = (
+    "a dataset holds only regular files in real folders, and kibble never reads through a "
+    "link or from a FIFO, socket or device; replace it with the file itself, or curate the "
+    "dataset again"
+)
+
+
+def dataset_file(location: str | os.PathLike, rel: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of the file ``rel`` of the dataset at ``location``, for
+    reading: the one place a dataset's files are resolved by everything that reads them
+    (the reader and so the trainer, the API, view and export; ``kibble inspect``;
+    :func:`read_manifest`).
+
+    ``rel`` must be a regular file reached through real directories (:func:`not_regular`),
+    else a KibbleError, before anything is opened. Nothing there is left to the caller
+    (its message: missing, not a dataset).
+    """
+    fs, base = resolve(location)
+    problem = not_regular(fs, base, rel)
+    if problem is not None:
+        raise KibbleError(f"{join(location, rel)}: {problem}; {REGULAR_ONLY}")
+    return fs, f"{base.rstrip('/')}/{rel}"
 
 
 def read_bytes(location: str | os.PathLike) -> bytes:
@@ -164,7 +274,7 @@ def read_manifest(location: str | os.PathLike) -> dict:
     kibble dataset; both are a KibbleError, as is a manifest of another schema version
     (:func:`check_schema_version`).
     """
-    fs, path = resolve(join(location, MANIFEST))
+    fs, path = dataset_file(location, MANIFEST)
     if fs.get_file_info(path).type != pafs.FileType.File:
         _, where = resolve(location)
         if fs.get_file_info(where).type == pafs.FileType.NotFound:
@@ -186,20 +296,78 @@ FILE_FIELDS = ("path", "rows", "bytes", "sha256")
 """What the manifest records of each file it lists."""
 
 
+FILE_ROOTS = (DATA_DIR, REJECTED_DIR)
+"""The folders a manifest's files lie in: every ``.parquet`` file kibble writes, and so
+every file ``kibble inspect`` verifies."""
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def path_problem(rel: object) -> str | None:
+    """Why ``rel`` is not a file path a manifest may list, or None.
+
+    The rule, for every reader and ``kibble inspect`` alike: a relative POSIX path,
+    normalized (no empty, ``.`` or ``..`` part, no backslash), no URL, under ``data/`` or
+    ``rejected/``, naming a ``.parquet`` file.
+
+    >>> path_problem("data/gym__CartPole-v1/part-00000.parquet") is None
+    True
+    >>> path_problem("data/../../etc/passwd")
+    "has a '..' part (a manifest's paths are normalized)"
+    """
+    if not isinstance(rel, str) or not rel:
+        return "is not a non-empty string"
+    if "\\" in rel:
+        return "holds a backslash (a manifest's paths are POSIX paths, with /)"
+    if any(ord(c) < 32 for c in rel):
+        return "holds a control character"
+    if "://" in rel or _SCHEME.match(rel):
+        return "is a URL (a manifest's paths are relative to the dataset)"
+    if rel.startswith("/"):
+        return "is absolute (a manifest's paths are relative to the dataset)"
+    parts = rel.split("/")
+    for bad, name in (("", "an empty"), (".", "a '.'"), ("..", "a '..'")):
+        if bad in parts:
+            return f"has {name} part (a manifest's paths are normalized)"
+    if parts[0] not in FILE_ROOTS or len(parts) < 2 or not rel.endswith(".parquet"):
+        return f"is not a .parquet file under {' or '.join(d + '/' for d in FILE_ROOTS)}"
+    return None
+
+
 def file_entries(manifest: dict, where: str = MANIFEST) -> list[dict]:
-    """The manifest's ``files``, each checked to be an object with :data:`FILE_FIELDS`."""
+    """The manifest's ``files``, each checked to be an object with :data:`FILE_FIELDS`
+    and a path that obeys :func:`path_problem`, each path listed once.
+
+    Every reader of a manifest's files goes through here (the reader, and so the trainer,
+    the API, view and export; ``kibble inspect``), so a manifest naming a file outside
+    the dataset, or one file twice, is refused by all of them before any file is opened.
+    """
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, list):
         raise KibbleError(
-            f'{where} has no list of "files": it is damaged or not a kibble manifest; '
-            "curate the dataset again"
+            f'{where} has no list of files ("files"): it is damaged or not a kibble '
+            "manifest; curate the dataset again"
         )
+    seen: set[str] = set()
     for entry in files:
         if not isinstance(entry, dict) or not set(FILE_FIELDS) <= set(entry):
             raise KibbleError(
                 f"{where}: a file entry lacks {', '.join(FILE_FIELDS)}: {entry!r:.100}; the "
                 "manifest is damaged or was not written by kibble (curate the dataset again)"
             )
+        rel = entry["path"]
+        problem = path_problem(rel)
+        if problem is None and rel in seen:
+            problem = "is listed twice (each file is listed once)"
+        if problem is not None:
+            shown = repr(rel) if len(repr(rel)) <= 200 else repr(rel)[:200] + "..."
+            raise KibbleError(
+                f"{where} lists the file path {shown}, which {problem}: a manifest lists "
+                "each of its dataset's files once, as a relative path under "
+                f"{' or '.join(d + '/' for d in FILE_ROOTS)}, and kibble reads no other; "
+                "the manifest is damaged or was edited (curate the dataset again)"
+            )
+        seen.add(rel)
     return files
 
 

@@ -10,14 +10,14 @@ new local file whose suffix says what to draw (:mod:`kibble.reading.viewer`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 from kibble.atomic import recover
 from kibble.errors import KibbleError
-from kibble.schemas.layout import LAYOUT, is_url, list_files, resolve
+from kibble.schemas.layout import LAYOUT, is_url, list_entries, list_files, not_regular, resolve
 
 
 def check_output(
@@ -27,6 +27,7 @@ def check_output(
     local_only: str | None = None,
     suffixes: Mapping[str, str] | None = None,
     writer: str = "kibble",
+    reads: Iterable[str | os.PathLike] = (),
 ) -> None:
     """Refuse an output that cannot be written, with the reason, before any work is done.
 
@@ -40,6 +41,12 @@ def check_output(
     ``suffixes``: ``out`` is one new file whose name ends in one of these (lower case),
     each mapped to what it holds (said when the name ends in none); its directory must
     exist. A file is never replaced, so this needs ``replace_dataset=False``.
+    ``reads``: the datasets the command reads; ``out`` must be none of them and lie
+    inside none (the next curation of that dataset would delete what was written there).
+
+    A dataset output that holds a symbolic link (or a FIFO, socket or device) anywhere,
+    or is one, is refused (:func:`check_no_links`): publishing deletes and writes under
+    the output, and must never do so through a link, on any filesystem.
     """
     if suffixes is not None and replace_dataset:
         raise ValueError("a file output is never replaced: pass replace_dataset=False")
@@ -56,6 +63,8 @@ def check_output(
         raise KibbleError(
             f"cannot tell what to write to {shown}: give a file name ending in {named}"
         )
+    for dataset in reads:
+        _check_not_inside(out, dataset, writer)
     if replace_dataset:
         _check_dataset_output(out)
         return
@@ -74,6 +83,7 @@ def _check_dataset_output(out: str | os.PathLike) -> None:
     if not is_url(out):
         recover(out)  # a publish killed on a filesystem without exchange
     fs, path = resolve(out)
+    check_no_links(fs, path, os.fspath(out))
     kind = fs.get_file_info(path).type
     if kind == pafs.FileType.File:
         raise KibbleError(f"output {os.fspath(out)} is a file; give a directory for the dataset")
@@ -86,4 +96,57 @@ def _check_dataset_output(out: str | os.PathLike) -> None:
             f"output {os.fspath(out)} holds files that are not part of a kibble dataset "
             f"({shown}); writing a dataset replaces everything under it, so give a new "
             "directory or an existing dataset"
+        )
+
+
+def check_no_links(fs: pafs.FileSystem, path: str, shown: str) -> None:
+    """Refuse a dataset output at ``path`` on ``fs`` that is a symbolic link or holds one
+    (or a FIFO, socket or device) anywhere under it, naming it and what to do.
+
+    Publishing replaces everything under the output: on a plain path the old tree is
+    renamed away and deleted without following links, but on a ``file://`` URL pyarrow's
+    local filesystem follows them when it lists, deletes and writes, so the files of the
+    folder a link points to would be deleted and replaced. One rule for every filesystem:
+    an output holding a link is refused. Object stores have no links.
+    """
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return
+    found = []
+    if os.path.islink(path):
+        found.append(f"{shown} itself is a symbolic link (to {os.readlink(path)})")
+    else:
+        for rel in list_entries(fs, path, pafs.FileType.Unknown)[:3]:
+            found.append(not_regular(fs, path, rel) or f"{rel} is not a regular file")
+    if found:
+        raise KibbleError(
+            f"output {shown} holds what is not a regular file or folder: {'; '.join(found)}. "
+            "Writing a dataset deletes and replaces everything under its output, and kibble "
+            "never deletes or writes through a link (nor into a FIFO, socket or device); "
+            "remove it (or put the real folder in its place), or give a new directory"
+        )
+
+
+def _local_path(location: str | os.PathLike) -> str | None:
+    """The real local path of a plain path or ``file://`` URL; None for other URLs."""
+    try:
+        fs, path = resolve(location)
+    except KibbleError:
+        return None
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return None
+    return os.path.realpath(path)
+
+
+def _check_not_inside(out: str | os.PathLike, dataset: str | os.PathLike, writer: str) -> None:
+    """``out`` is not the dataset ``dataset`` (being read) nor inside it: compared as real
+    local paths (links resolved) where both are local, else as URLs."""
+    where, inside = _local_path(out), _local_path(dataset)
+    sep = os.sep
+    if where is None or inside is None:
+        where, inside, sep = os.fspath(out).rstrip("/"), os.fspath(dataset).rstrip("/"), "/"
+    if where == inside or where.startswith(inside.rstrip(sep) + sep):
+        raise KibbleError(
+            f"cannot write {os.fspath(out)}: it is inside the dataset {os.fspath(dataset)} "
+            f"that {writer} reads, and curating that dataset again replaces everything "
+            "under it (what is written there would be deleted); give a path outside it"
         )

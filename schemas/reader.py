@@ -35,6 +35,7 @@ from kibble.schemas.layout import (
     MANIFEST,
     TaskEntry,
     check_schema_version,
+    dataset_file,
     file_entries,
     join,
     read_manifest,
@@ -170,7 +171,19 @@ class CuratedDataset:
         return [f for f in self.files if str(f["path"]).startswith(prefix)]
 
     def open_file(self, entry: dict) -> DataFile:
-        """One of :meth:`data_files`, opened and checked against its entry."""
+        """One of :meth:`data_files`, opened and checked against its entry.
+
+        Only the manifest's own entries are opened (their paths obey the manifest's path
+        rule, :func:`~kibble.schemas.layout.file_entries`), and only a regular file reached
+        through real folders (:func:`~kibble.schemas.layout.dataset_file`, checked before
+        ``open()``: a FIFO would block it, a link lead out of the dataset).
+        """
+        if not isinstance(entry, dict) or entry not in self.files:
+            raise KibbleError(
+                f"{entry!r:.120} is not a file entry of the manifest of {self.location}; "
+                "open one of its data_files()"
+            )
+        dataset_file(self.location, entry["path"])
         return DataFile(join(self.location, entry["path"]), entry)
 
     def episodes(self, task: str | None = None) -> Iterator[EpisodeRecord]:
