@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kibble.errors import KibbleError
+from kibble.limits import read_text
 
 
 class Adapter:
@@ -106,7 +107,7 @@ class Normalize(Adapter):
 def read_vec_normalize(path: Path, shape: tuple[int, ...]) -> Normalize | None:
     """The safe form: JSON with obs_mean, obs_var, clip_obs, epsilon (and norm_obs)."""
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_text(path, "VecNormalize statistics"))
     except FileNotFoundError as e:
         raise KibbleError(f"VecNormalize statistics {path} do not exist") from e
     except (OSError, ValueError) as e:

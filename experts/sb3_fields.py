@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from kibble.errors import KibbleError
+from kibble.limits import SPACE_VALUES, check_limit, check_memory
 
 _ACTIVATIONS = (
     "ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "SELU", "Mish",
@@ -57,9 +58,16 @@ def read_space(entry: Any, what: str, path: Path) -> tuple[spaces.Space | None, 
     if not m:
         raise KibbleError(f"{path}: its {what} space is of an unknown type {kind_text!r}")
     kind = m.group(1)
+    declared = f"{path}: its {kind} {what} space"
     try:
         if kind == "Box":
             shape, dtype = shape_and_dtype(entry)
+            for d in shape:
+                _count(d, f"{declared}'s shape {list(shape)}", 0)
+            values = int(np.prod(shape, dtype=object))
+            _space_size(values, declared, path)
+            # The bounds are built as float64, then converted: four arrays of the shape.
+            check_memory(32 * values, f"{declared} Box{shape}", _FIX)
             low = _array(entry.get("low_repr", entry.get("low")), shape)
             high = _array(entry.get("high_repr", entry.get("high")), shape)
             if low is None or high is None:
@@ -69,24 +77,72 @@ def read_space(entry: Any, what: str, path: Path) -> tuple[spaces.Space | None, 
                 )
             return spaces.Box(low.astype(dtype), high.astype(dtype), shape, np.dtype(dtype)), ""
         if kind == "Discrete":
-            return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0))), ""
+            n = _space_size(_count(entry["n"], f"{declared}'s n", 1), declared, path)
+            start = _count(entry.get("start", 0), f"{declared}'s start", -_INT_RANGE)
+            return spaces.Discrete(n, start=start), ""
         if kind == "MultiDiscrete":
             nvec = _array(entry["nvec"], None)
             start = _array(entry.get("start", "0"), None)
             if nvec is not None:
+                _space_size(nvec.size, declared, path)
+                for v in nvec:
+                    _space_size(_count(v, f"{declared}'s nvec", 1), declared, path)
+                for v in () if start is None else start:
+                    _count(v, f"{declared}'s start", -_INT_RANGE)
                 start = None if start is None else np.broadcast_to(start, nvec.shape)
                 return spaces.MultiDiscrete(nvec.astype(np.int64), start=start), ""
         if kind == "MultiBinary":
             n = entry["n"]
-            return spaces.MultiBinary(n if isinstance(n, int) else [int(k) for k in n]), ""
+            dims = [n] if not isinstance(n, list) else n
+            dims = [_count(k, f"{declared}'s n", 0) for k in dims]
+            _space_size(int(np.prod(dims, dtype=object)), declared, path)
+            return spaces.MultiBinary(dims[0] if not isinstance(n, list) else dims), ""
         if kind in ("Dict", "Tuple"):
             raise KibbleError(
                 f"{path}: {kind} {what}s are not supported (kibble's sb3 source loads agents "
                 "on array observations: Box, Discrete, MultiDiscrete, MultiBinary)"
             )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise KibbleError(f"{path}: its {kind} {what} space has unreadable fields ({e})") from e
     raise KibbleError(f"{path}: {kind} {what} spaces are not supported")
+
+
+_INT_RANGE = 1 << 62
+_FIX = "free memory, or load it on a machine with more"
+
+
+def _count(value: Any, what: str, low: int) -> int:
+    """A whole number a space declares (a dimension, ``n``, ``start``), refused unless it
+    lies in [``low``, 2**62]: JSON may hold 1e30, "1e30" or 3.5."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            number = value
+    if isinstance(number, float | np.floating) and np.isfinite(number) and number == int(number):
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int | np.integer):
+        raise KibbleError(f"{what} is {value!r}, not a whole number; not an SB3 checkpoint")
+    if not low <= number <= _INT_RANGE:
+        raise KibbleError(
+            f"{what} is {value!r}, outside [{low}, 2**62]: no space of a real agent is that "
+            "large; the zip's data is damaged or was written by hand"
+        )
+    return int(number)
+
+
+def _space_size(values: int, declared: str, path: Path) -> int:
+    """``values`` (a shape's product, ``n``) within :data:`kibble.limits.SPACE_VALUES`."""
+    check_limit(
+        values,
+        SPACE_VALUES,
+        declared,
+        "the zip's data is damaged or was written by hand (a real agent's spaces are far "
+        "smaller)",
+        unit="values",
+    )
+    return values
 
 
 def _array(text: Any, shape: tuple[int, ...] | None) -> np.ndarray | None:

@@ -31,6 +31,8 @@ import yaml
 
 from kibble.errors import KibbleError
 from kibble.experts.sb3_dynamics import DYNAMICS_KEYS
+from kibble.limits import TooLarge
+from kibble.yaml_file import read_yaml
 
 SIDECAR_SUFFIX = ".kibble.yaml"
 ZOO_FILES = ("config.yml", "args.yml", "env_kwargs.yml")
@@ -65,14 +67,18 @@ _ZooLoader.add_constructor("tag:yaml.org,2002:python/tuple", _tuple)
 
 
 def _read_yaml(path: Path) -> Any:
+    """``path`` through kibble's one YAML reader (bounded: :mod:`kibble.limits`)."""
     try:
-        return yaml.load(path.read_text(), Loader=_ZooLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as e:
+        return read_yaml(path, "YAML file", loader=_ZooLoader)  # a SafeLoader subclass
+    except TooLarge:
+        raise
+    except KibbleError as e:
         raise KibbleError(
-            f"{path} is not YAML kibble reads safely ({str(e).splitlines()[0]}); only plain "
-            "YAML and the RL Zoo's OrderedDict tag are accepted. A sidecar NAME.kibble.yaml "
-            "beside the zip takes precedence over the Zoo's files"
+            f"{e}; kibble reads only plain YAML and the RL Zoo's OrderedDict tag. A sidecar "
+            "NAME.kibble.yaml beside the zip takes precedence over the Zoo's files"
         ) from e
+    except UnicodeDecodeError as e:
+        raise KibbleError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
     except OSError as e:
         raise KibbleError(f"cannot read {path}: {e}") from e
 

@@ -35,6 +35,7 @@ from gymnasium import spaces
 from kibble.envs.registry import space_summary
 from kibble.errors import KibbleError
 from kibble.experts.sb3_fields import jsonable, read_policy_kwargs, read_space, shape_and_dtype
+from kibble.limits import SB3_DATA_BYTES, check_memory, read_member
 
 # (module, class) -> (algorithm family, the algorithms it serves)
 POLICY_CLASSES: dict[tuple[str, str], str] = {
@@ -65,6 +66,8 @@ _REFUSED_CLASSES = {
     "ARSPolicy": "ARS policies are not supported",
     "ARSLinearPolicy": "ARS policies are not supported",
 }
+
+_MEMORY_FIX = "free memory, or load it on a machine with more"
 
 _FUNCTION_TEXT = re.compile(r"^<function ([\w.]+)\.\w+ at 0x[0-9a-fA-F]+>$")
 
@@ -139,11 +142,19 @@ def read_checkpoint(path: str | Path) -> Sb3Checkpoint:
                     f"{path} is a zip but not a Stable-Baselines3 checkpoint: it has no "
                     f"{' and no '.join(missing)} (it holds {held})"
                 )
-            data_text = archive.read("data")
-            weights = archive.read("policy.pth")
+            # Each member's declared size is checked before it is read, and reading stops
+            # past that size (kibble.limits): a small zip can inflate to gigabytes.
+            fix = "it is not an SB3 checkpoint kibble loads; give the .zip model.save() wrote"
+            data_text = read_member(archive, "data", f"{path}: its 'data'", SB3_DATA_BYTES, fix)
+            # torch.load holds the tensors beside the bytes read: twice the member's size.
+            pth = archive.getinfo("policy.pth").file_size
+            check_memory(2 * pth, f"{path}: loading its policy.pth", _MEMORY_FIX)
+            weights = read_member(archive, "policy.pth", f"{path}: its policy.pth", None, fix)
             version = ""
             if "_stable_baselines3_version" in names:
-                version = archive.read("_stable_baselines3_version").decode(errors="replace")
+                version = read_member(
+                    archive, "_stable_baselines3_version", f"{path}: its version", 4096, fix
+                ).decode(errors="replace")
     except zipfile.BadZipFile as e:
         raise KibbleError(
             f"{path} is not a readable zip file ({e}); an SB3 checkpoint is the .zip that "
