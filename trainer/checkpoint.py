@@ -13,11 +13,20 @@ It is written into a fresh folder (``.checkpoint.staging-*``) and swapped in
 removed if the save fails, and by the next run (:func:`kibble.atomic.hold`) after a kill.
 Weights that are not finite are never written: a diverged run keeps its last good
 checkpoint. A damaged file is an error that says what to do, never a traceback.
+
+A checkpoint is an untrusted input too (:mod:`kibble.limits`): ``state.json`` is read
+bounded, the model its config declares is sized (:func:`~kibble.trainer.config.
+parameter_count`) against ``model.safetensors`` before anything is built, and each
+safetensors file against free memory before it is loaded. A write the operating system
+refuses (a full disk, a quota) is the ``OSError`` safetensors wrapped in its own error,
+raised again as that ``OSError``: the command line's one paragraph for a full disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import uuid
 from dataclasses import asdict
@@ -30,7 +39,8 @@ from safetensors.torch import load_file, save_file
 
 from kibble.atomic import recover, swap_in
 from kibble.errors import KibbleError
-from kibble.trainer.config import MixtureConfig, ModelConfig
+from kibble.limits import check_memory, read_text, size_text
+from kibble.trainer.config import MixtureConfig, ModelConfig, parameter_count
 from kibble.trainer.model import Gato
 
 CHECKPOINT = "checkpoint"
@@ -94,10 +104,24 @@ def save_checkpoint(
     return run_dir / CHECKPOINT
 
 
+def _save(tensors: dict, path: Path) -> None:
+    """``save_file``, with an operating system's refusal raised as the ``OSError`` it is
+    (safetensors reports a full disk as "... I/O error: No space left on device (os
+    error 28)" in a SafetensorError of its own)."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as e:
+        code = re.search(r"\(os error (\d+)\)", str(e))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(path)) from e
+
+
 def _write(tmp: Path, weights: dict, optimizer, config: MixtureConfig, progress: dict) -> None:
-    save_file(weights, str(tmp / MODEL))
+    _save(weights, tmp / MODEL)
     tensors, scalars = _optimizer_tensors(optimizer)
-    save_file(tensors, str(tmp / OPTIMIZER))
+    _save(tensors, tmp / OPTIMIZER)
     groups = [
         {k: v for k, v in g.items() if k != "params"}
         for g in optimizer.state_dict()["param_groups"]
@@ -129,8 +153,9 @@ def read_state(run_dir: Path) -> dict:
             f"{run_dir} holds no kibble checkpoint ({path} is missing); "
             "give the --out folder of a `kibble train` run"
         )
+    fix = f"the checkpoint is damaged: restore {path.parent} from a copy, or delete it"
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(read_text(path, "checkpoint state", fix=fix))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise damaged(path, f"not valid JSON: {e}") from e
     if not isinstance(state, dict):
@@ -140,7 +165,42 @@ def read_state(run_dir: Path) -> dict:
     missing = [k for k in ("config", "progress", "optimizer", "torch_rng") if k not in state]
     if missing:
         raise damaged(path, f"it lacks {', '.join(missing)}")
+    _check_declared_model(path, state)
     return state
+
+
+def _check_declared_model(path: Path, state: dict) -> None:
+    """Refuse a state.json whose model config declares more weights than its
+    model.safetensors holds (a checkpoint edited by hand, or another run's state.json):
+    sized from the config alone, before any model is built."""
+    raw = state["config"].get("model") if isinstance(state["config"], dict) else None
+    weights = path.parent / MODEL
+    try:
+        declared = parameter_count(ModelConfig(**raw))
+        held = weights.stat().st_size
+    except (TypeError, ValueError, ZeroDivisionError, KibbleError, OSError):
+        return  # a config that is not one: parse_mixture names what is wrong with it
+    if 4 * declared > held:
+        raise damaged(
+            weights,
+            f"it holds {size_text(held)}, less than the {size_text(4 * declared)} of float32 "
+            f"weights ({declared:,} at least) that {path.name}'s model config (layers "
+            f"{raw.get('layers')}, width {raw.get('width')}, ff {raw.get('ff')}) declares: "
+            "the two are not one checkpoint, and kibble builds no model from it",
+        )
+
+
+def _load_file(path: Path) -> dict:
+    """A safetensors file's tensors, its size checked against free memory first."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise damaged(path, f"not a safetensors file: {e}") from e
+    check_memory(size, f"loading {path}", "free memory, or load it on a machine with more")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise damaged(path, f"not a safetensors file: {e}") from e
 
 
 def model_config_of(state: dict) -> ModelConfig:
@@ -150,10 +210,7 @@ def model_config_of(state: dict) -> ModelConfig:
 def load_model(run_dir: Path, model: Gato) -> None:
     """Load the checkpoint's weights into ``model``; a different shape is a clear error."""
     path = Path(run_dir) / CHECKPOINT / MODEL
-    try:
-        weights = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise damaged(path, f"not a safetensors file: {e}") from e
+    weights = _load_file(path)
     inner = getattr(model, "_orig_mod", model)
     expected = inner.state_dict()
     problems = [
@@ -176,10 +233,7 @@ def load_model(run_dir: Path, model: Gato) -> None:
 def load_optimizer(run_dir: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Load AdamW's state; a damaged file (or one that does not fit) is a clear error."""
     path = Path(run_dir) / CHECKPOINT / OPTIMIZER
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise damaged(path, f"not a safetensors file: {e}") from e
+    tensors = _load_file(path)
     try:
         _load_optimizer(optimizer, state, tensors)
     except (KeyError, ValueError, TypeError, RuntimeError) as e:

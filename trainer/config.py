@@ -10,17 +10,24 @@ A mixture says which curated datasets to train on, with what weights, and how::
     steps: 2000
     learning_rate: 3e-4          # more keys below, all optional
 
-Every mistake is reported as ``FILE: FIELD: expected X, got Y``.
+Every mistake is reported as ``FILE: FIELD: expected X, got Y``. Every number goes
+through :func:`number_in` (finite, in the key's range: no ``.inf`` or ``.nan`` weight,
+no ``dropout: 5``), and a custom model's weights are sized from its table before
+anything is built (:func:`parameter_count`, checked against this machine's memory by
+:mod:`kibble.limits`), whether the table comes from a mixture or a checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kibble.errors import KibbleError
+from kibble.limits import check_memory
+from kibble.tokenize.vocab import PATCH_SIZE, VOCAB_SIZE
 from kibble.yaml_file import read_yaml, want
 
 
@@ -47,6 +54,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise KibbleError(f"model: width {self.width} must be divisible by heads {self.heads}")
+
+
+def parameter_count(m: ModelConfig) -> int:
+    """A lower bound of the model's weights, from its sizes alone (nothing is built): the
+    token embedding, the position embeddings, the patch embedding's output layer and each
+    block's attention (4 x width^2) and MLP (2 x width x ff)."""
+    positions = m.max_observation_tokens + m.max_action_tokens + 2
+    patch = m.patch_hidden * PATCH_SIZE * PATCH_SIZE * m.width
+    blocks = m.layers * (4 * m.width * m.width + 2 * m.width * m.ff)
+    return (VOCAB_SIZE + positions) * m.width + patch + blocks
 
 
 # Gato's sizes (docs/format.md §12) and small ones that train on a CPU in minutes.
@@ -147,6 +164,30 @@ def _number(value: Any) -> Any:
     return value
 
 
+def number_in(
+    where: str,
+    key: str,
+    value: Any,
+    low: float = 0.0,
+    high: float = math.inf,
+    *,
+    above: bool = False,
+    below: bool = False,
+) -> float:
+    """``value`` as a finite float in [low, high] (``above``: > low, ``below``: < high),
+    else ``WHERE: KEY: expected ..., got V``: the one check of every number in a mixture,
+    so no ``.inf``, ``.nan`` or out-of-range value reaches training."""
+    if high == math.inf:
+        what = f"a finite number {'>' if above else '>='} {low:g}"
+    else:
+        what = f"a number in {'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
+    v = want(where, key, _number(value), (int, float), what)
+    inside = (v > low if above else v >= low) and (v < high if below else v <= high)
+    if not (math.isfinite(v) and inside):
+        raise KibbleError(f"{where}: {key}: expected {what}, got {value!r}")
+    return float(v)
+
+
 def _model(where: str, raw: Any) -> tuple[str, ModelConfig]:
     if isinstance(raw, str):
         if raw not in MODEL_SIZES:
@@ -169,12 +210,21 @@ def _model(where: str, raw: Any) -> tuple[str, ModelConfig]:
                 want(where, f"model.{k}", v, int, "a positive integer")
                 if v < 1:
                     raise KibbleError(f"{where}: model.{k}: expected a positive integer, got {v}")
+        values["dropout"] = number_in(where, "model.dropout", values["dropout"], 0, 1, below=True)
         if values["width"] % values["heads"]:
             raise KibbleError(
                 f"{where}: model: width {values['width']} must be divisible by heads "
                 f"{values['heads']} (each head gets width / heads dimensions)"
             )
-        return "custom", ModelConfig(**values)
+        model = ModelConfig(**values)
+        # Sized before anything is built: a table can name any width (kibble.limits).
+        check_memory(
+            4 * parameter_count(model),
+            f"{where}: model (layers {model.layers}, width {model.width}, ff {model.ff}): "
+            f"its {parameter_count(model):,} weights alone",
+            "Use a smaller model: fewer layers, or a smaller width or ff",
+        )
+        return "custom", model
     raise KibbleError(f"{where}: model: expected a size name or a table, got {raw!r}")
 
 
@@ -203,10 +253,8 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
         if "path" not in entry:
             raise KibbleError(f"{where}: datasets[{i}].path: missing")
         p = want(where, f"datasets[{i}].path", entry["path"], str, "a dataset directory")
-        w = want(where, f"datasets[{i}].weight", entry.get("weight", 1.0), (int, float), "> 0")
-        if w <= 0:
-            raise KibbleError(f"{where}: datasets[{i}].weight: expected > 0, got {w}")
-        datasets.append(DatasetSpec(p, float(w)))
+        w = number_in(where, f"datasets[{i}].weight", entry.get("weight", 1.0), above=True)
+        datasets.append(DatasetSpec(p, w))
     values: dict[str, Any] = {"datasets": datasets}
     if "model" in raw:
         values["model_name"], values["model"] = _model(where, raw["model"])
@@ -227,15 +275,10 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
             values[key] = v
     for key in ("learning_rate", "min_learning_rate", "weight_decay", "grad_clip", "max_minutes"):
         if raw.get(key) is not None:
-            v = want(where, key, _number(raw[key]), (int, float), "a non-negative number")
-            if v < 0:
-                raise KibbleError(f"{where}: {key}: expected a non-negative number, got {v}")
-            values[key] = float(v)
+            values[key] = number_in(where, key, raw[key])
     if "prompt_fraction" in raw:
-        v = want(where, "prompt_fraction", raw["prompt_fraction"], (int, float), "in [0, 1]")
-        if not 0 <= v <= 1:
-            raise KibbleError(f"{where}: prompt_fraction: expected a number in [0, 1], got {v}")
-        values["prompt_fraction"] = float(v)
+        fraction = raw["prompt_fraction"]
+        values["prompt_fraction"] = number_in(where, "prompt_fraction", fraction, 0, 1)
     if "betas" in raw:
         b = raw["betas"]
         b = [_number(x) for x in b] if isinstance(b, list | tuple) else b
@@ -243,7 +286,7 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
             isinstance(b, list)
             and len(b) == 2
             and all(isinstance(x, int | float) and not isinstance(x, bool) for x in b)
-            and all(0 <= x < 1 for x in b)
+            and all(math.isfinite(x) and 0 <= x < 1 for x in b)
         ):
             raise KibbleError(
                 f"{where}: betas: expected two numbers in [0, 1) like [0.9, 0.95], "
@@ -282,12 +325,11 @@ def _task_weights(where: str, raw: Any) -> dict[str, float]:
     want(where, "task_weights", raw, dict, "a mapping of task id to weight")
     weights = {}
     for task, w in raw.items():
-        w = want(where, f"task_weights[{task}]", _number(w), (int, float), "a number > 0")
-        if not isinstance(task, str) or w <= 0:
+        if not isinstance(task, str):
             raise KibbleError(
                 f"{where}: task_weights: expected task id: weight > 0, got {task!r}: {w!r}"
             )
-        weights[task] = float(w)
+        weights[task] = number_in(where, f"task_weights[{task}]", w, above=True)
     return weights
 
 

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -24,10 +23,10 @@ from pathlib import Path
 
 import torch
 
+from kibble import limits
 from kibble.errors import KibbleError
-from kibble.tokenize.vocab import VOCAB_SIZE
 from kibble.trainer.checkpoint import CHECKPOINT, read_state
-from kibble.trainer.config import MixtureConfig
+from kibble.trainer.config import MixtureConfig, parameter_count
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -118,7 +117,7 @@ def estimate_bytes(config: MixtureConfig, device: torch.device) -> int:
     """A lower bound of the memory one training step needs: weights, gradients and AdamW's
     two moments (fp32), and the activations each layer keeps for the backward pass."""
     m = config.model
-    parameters = VOCAB_SIZE * m.width + m.layers * (4 * m.width * m.width + 2 * m.width * m.ff)
+    parameters = parameter_count(m)
     tokens = config.batch_size * config.context
     per_value = 2 if device.type == "cuda" else 4  # bf16 autocast on a GPU
     # Per layer: layer-norm outputs, q, k, v, attention output, projection, residuals
@@ -131,17 +130,7 @@ def free_bytes(device: torch.device) -> int | None:
     """Memory free for this run on ``device``; None when unknown."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return None
+    return limits.memory_available()  # the same reading as every other size guard
 
 
 def check_memory(config: MixtureConfig, device: torch.device) -> None:
