@@ -222,7 +222,7 @@ def _model(where: str, raw: Any) -> tuple[str, ModelConfig]:
             4 * parameter_count(model),
             f"{where}: model (layers {model.layers}, width {model.width}, ff {model.ff}): "
             f"its {parameter_count(model):,} weights alone",
-            "Use a smaller model: fewer layers, or a smaller width or ff",
+            "use a smaller model: fewer layers, or a smaller width or ff",
         )
         return "custom", model
     raise KibbleError(f"{where}: model: expected a size name or a table, got {raw!r}")

@@ -101,7 +101,7 @@ def check_memory(need: int, what: str, fix: str) -> None:
         return
     raise TooLarge(
         f"{what} would need {size_text(need)} of memory, more than the {size_text(have)} "
-        f"this machine has free; kibble refuses it before allocating anything. {fix}"
+        f"this machine has free, so kibble refuses it before allocating anything; {fix}"
     )
 
 
@@ -118,7 +118,7 @@ def read_capped(stream: BinaryIO, cap: int, what: str, fix: str) -> bytes:
         if total > cap:
             raise TooLarge(
                 f"{what} holds more than {size_text(cap)}, more than it declared or kibble "
-                f"reads for it; reading stopped there. {fix}"
+                f"reads for it (reading stopped there); {fix}"
             )
 
 
@@ -135,9 +135,7 @@ def read_text(path: str | Path, what: str, cap: int = TEXT_FILE_BYTES, fix: str 
     return read_file(path, what, cap, fix).decode()
 
 
-def read_member(
-    archive: zipfile.ZipFile, name: str, what: str, cap: int | None, fix: str
-) -> bytes:
+def read_member(archive: zipfile.ZipFile, name: str, what: str, cap: int | None, fix: str) -> bytes:
     """Member ``name`` of ``archive``: its declared size checked against ``cap`` (None:
     free memory only) before reading, and reading stopped past that declared size."""
     info = archive.getinfo(name)
