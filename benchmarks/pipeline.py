@@ -1,6 +1,6 @@
 """Curation overhead and memory: pipeline steps/s vs a bare rollout loop, in one run.
 
-    python benchmarks/pipeline.py [--episodes 40] [--at-scale]
+    python benchmarks/pipeline.py [--episodes 40] [--at-scale] [--dask]
 
 For gym/CartPole-v1 (random expert) and metaworld/reach-v3 (scripted expert):
 
@@ -18,6 +18,10 @@ reach-v3 episodes cut at 200 steps (80K steps) and 4,000 random CartPole episode
 phases: ``steps`` is Beam's start-up and the workers' rollouts, then assembling the
 dataset and publishing it); it leaves out the memory measurement (4x these sizes would
 take minutes).
+
+``--dask`` also runs the Beam job on Beam's DaskRunner, on a local ``dask.distributed``
+cluster of 2 worker processes (``kibble[dask]``), against the local runner on the same
+cores.
 
 Target: ratio >= 0.9 (>= 0.95 at scale); peak memory flat within 10% from 1x to 4x.
 """
@@ -122,7 +126,9 @@ def peak_rss_mib(task_id: str, expert: str, max_steps: int | None, episodes: int
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
-def beam_once(task_id: str, expert: str, max_steps: int | None, episodes: int, out: Path) -> dict:
+def beam_once(
+    task_id: str, expert: str, max_steps: int | None, episodes: int, out: Path, runner=()
+) -> dict:
     from kibble.pipelines.beam_job import run
     from kibble.pipelines.config import DatasetConfig
     from kibble.pipelines.stages import TaskJob
@@ -136,7 +142,7 @@ def beam_once(task_id: str, expert: str, max_steps: int | None, episodes: int, o
     logger.addHandler(phases)
     logger.setLevel(logging.DEBUG)
     try:
-        run(config, ["--direct_num_workers=2"])
+        run(config, list(runner) or ["--direct_num_workers=2"])
     finally:
         logger.removeHandler(phases)
     return phases.seconds
@@ -146,15 +152,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--at-scale", action="store_true", help="the sizes of AT_SCALE")
+    parser.add_argument("--dask", action="store_true", help="also the Beam job on DaskRunner")
     args = parser.parse_args()
     print("steps/s; ratio = pipeline / bare loop on the same processes")
     for task_id, expert, max_steps in TASKS:
         n = AT_SCALE[task_id] if args.at_scale else args.episodes
         print(f"{task_id}: {n} episodes")
-        report(task_id, expert, max_steps, n, memory=not args.at_scale)
+        report(task_id, expert, max_steps, n, memory=not args.at_scale, dask=args.dask)
 
 
-def report(task_id: str, expert: str, max_steps: int | None, n: int, *, memory: bool) -> None:
+def report(
+    task_id: str, expert: str, max_steps: int | None, n: int, *, memory: bool, dask: bool
+) -> None:
     steps, t_bare = timed(lambda: bare_loop(task_id, expert, max_steps, list(range(n))))
     with tempfile.TemporaryDirectory() as d:
         _, t_pipe = timed(lambda: curate_once(task_id, expert, max_steps, n, Path(d) / "ds"))
@@ -170,6 +179,26 @@ def report(task_id: str, expert: str, max_steps: int | None, n: int, *, memory: 
           f"Beam job {steps / t_beam:,.0f}, ratio {t_bare2 / t_beam:.2f} "
           f"(Beam start-up included)")  # fmt: skip
     print("  Beam job's phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+    if dask:
+        import distributed
+
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster),
+            tempfile.TemporaryDirectory() as d,
+        ):
+            runner = [
+                "--runner",
+                "DaskRunner",
+                f"--dask_client_address={cluster.scheduler_address}",
+            ]
+            _, t_dask = timed(
+                lambda: beam_once(task_id, expert, max_steps, n, Path(d) / "ds", runner)
+            )
+        print(f"{task_id} ({expert}), DaskRunner on 2 worker processes: {steps / t_dask:,.0f} "
+              f"steps/s, {t_beam / t_dask:.2f}x the local runner's")  # fmt: skip
     if not memory:  # at scale, 4x the episodes takes minutes: memory is the default run's
         return
     one, four = (peak_rss_mib(task_id, expert, max_steps, k * n) for k in (1, 4))

@@ -31,6 +31,7 @@ output's lock, the worker log and signals are ``kibble.pipelines.guard``'s.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -107,13 +108,38 @@ def _write_summary(element: tuple[str, TaskSummary], root: str) -> None:
     layout.write_bytes(_summary_file(root, task), json.dumps(summary.to_json()).encode())
 
 
+RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+"""Runners Beam knows only by their full name: ``--runner DaskRunner`` (``kibble[dask]``:
+a ``dask.distributed`` cluster, no JVM and nothing downloaded; docs/scaling-out.md)."""
+
+
+def _runner_aliases(args: list[str]) -> list[str]:
+    """``--runner DaskRunner`` as Beam needs it; a clear error without its package."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        value = arg.split("=", 1)[1] if arg.startswith("--runner=") else None
+        if arg == "--runner" and i + 1 < len(out):
+            value, i = out[i + 1], i + 1
+        if value in RUNNER_ALIASES:
+            if value == "DaskRunner" and importlib.util.find_spec("distributed") is None:
+                raise KibbleError(
+                    "--runner DaskRunner needs Beam's Dask extra: pip install 'kibble[dask]' "
+                    "(apache-beam[dask]); then give the cluster with --dask_client_address "
+                    "HOST:PORT"
+                )
+            out[i] = (
+                RUNNER_ALIASES[value] if out[i] == value else f"--runner={RUNNER_ALIASES[value]}"
+            )
+    return out
+
+
 def default_options(argv: list[str], output: str | None = None) -> PipelineOptions:
     """Beam options from the command line; locally, all cores in separate processes.
 
     On a remote runner (``output`` given): the package for workers, output checked
     (``remote.worker_args``).
     """
-    args = list(argv)
+    args = _runner_aliases(argv)
     if output is not None:
         args = remote.worker_args(args, output)
     if not any(a.startswith("--runner") for a in args):
@@ -207,11 +233,12 @@ class BeamExecutor:
             jobs = [shipped[job.task] for job in config.tasks]
         else:
             jobs = list(config.tasks)
+        pipeline = beam.Pipeline(options=self.options)
         try:
             with (
                 guard.worker_log(self.log_file),
                 _watch_rollouts(root, self.on_progress),
-                beam.Pipeline(options=self.options) as p,
+                pipeline as p,
             ):
                 build(p, jobs, settings, config.episodes_per_shard)
         except guard.Interrupted:
@@ -222,6 +249,11 @@ class BeamExecutor:
             raise
         except Exception as e:  # a worker's error, as Beam reports it: one paragraph
             raise guard.worker_failure(e, self.log_file, config.output) from e
+        finally:
+            # DaskRunner's result holds the dask client it opened and never closes.
+            client = getattr(getattr(pipeline, "result", None), "client", None)
+            if client is not None:
+                client.close()
         return {
             job.task: TaskSummary.from_json(
                 json.loads(layout.read_bytes(_summary_file(root, job.task)))
