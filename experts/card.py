@@ -11,6 +11,7 @@ filtering thresholds and expert-normalized scores.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -124,16 +125,109 @@ def write_card(card: ExpertCard, path: str | Path) -> None:
         raise KibbleError(f"cannot write the expert card to {path}: {e}") from e
 
 
-def read_card(path: str | Path) -> ExpertCard:
+MAX_CARD_BYTES = 1 << 20
+"""A card is a few kilobytes of JSON; anything far larger is not one."""
+
+_RETURN_FIELDS = ("expert_return", "random_return")
+_STATS = ("mean", "std", "min", "max")
+
+
+def read_card(path: str | Path, *, task: str | None = None) -> ExpertCard:
+    """The expert card at ``path``, checked: the one place a card is read and checked,
+    for every use (``pipeline run``'s launcher, ``kibble rollout``, ``kibble eval``).
+
+    Refused with one paragraph naming the card (and the field): a URL or anything but a
+    local regular file, bytes that are not UTF-8 JSON, a missing or unknown field, a
+    return or rate that is not a finite number, and, with ``task``, a card measured on
+    another task than the one it is used for.
+    """
+    text = str(path)
+    if "://" in text:
+        raise KibbleError(
+            f"expert card {text}: cards are read from local files, not URLs; copy the card "
+            "to a local file and give its path"
+        )
     path = Path(path)
     try:
-        return ExpertCard.from_dict(json.loads(path.read_text()))
+        if path.exists() and not path.is_file():
+            raise KibbleError(f"expert card {path} is not a regular file; give a card file")
+        with path.open("rb") as f:
+            raw = f.read(MAX_CARD_BYTES + 1)
     except FileNotFoundError as e:
         raise KibbleError(
             f"expert card {path} does not exist; make one with `kibble expert eval`"
         ) from e
-    except (json.JSONDecodeError, TypeError, KeyError) as e:
+    except OSError as e:
+        raise KibbleError(f"expert card {path} cannot be read: {e.strerror or e}") from e
+    if len(raw) > MAX_CARD_BYTES:
+        raise KibbleError(
+            f"{path} is not a kibble expert card: it is over {MAX_CARD_BYTES:,} bytes (a card "
+            "is a few kilobytes of JSON)"
+        )
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise KibbleError(
+            f"{path} is not a kibble expert card: it is not UTF-8 text (byte {e.start} is "
+            f"{raw[e.start]:#04x}); give the JSON file `kibble expert eval --out` wrote"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise KibbleError(f"{path} is not a kibble expert card: not JSON ({e})") from e
+    except RecursionError as e:
+        raise KibbleError(f"{path} is not a kibble expert card: JSON nested too deep") from e
+    if not isinstance(d, dict):
+        raise KibbleError(
+            f"{path} is not a kibble expert card: expected a JSON object, got {type(d).__name__}"
+        )
+    for key in _RETURN_FIELDS:
+        if not isinstance(d.get(key, {}), dict):
+            raise KibbleError(
+                f"{path} is not a kibble expert card: {key} is {d[key]!r}, not an object "
+                "of mean, std, min and max"
+            )
+    try:
+        card = ExpertCard.from_dict(d)
+    except (TypeError, KeyError, ValueError) as e:
         raise KibbleError(f"{path} is not a kibble expert card: {e}") from e
+    _check_values(card, path)
+    if task is not None and card.task != task:
+        raise KibbleError(
+            f"expert card {path} is the card of {card.task}, not of {task}: give the card "
+            f"`kibble expert eval {task} ... --out CARD.json` wrote"
+        )
+    return card
+
+
+def _check_values(card: ExpertCard, path: Path) -> None:
+    """Every number a card holds is a finite number (NaN or infinity, a string or a bool
+    would turn filtering and scores into silent nonsense)."""
+
+    def bad(field: str, value: object, expected: str = "a finite number") -> KibbleError:
+        return KibbleError(
+            f"expert card {path}: {field} is {value!r}, not {expected}; measure the expert "
+            "again with `kibble expert eval ... --out CARD.json`"
+        )
+
+    if not isinstance(card.task, str) or not card.task:
+        raise bad("task", card.task, "a task id")
+    numbers = [(f"{r}.{s}", getattr(getattr(card, r), s)) for r in _RETURN_FIELDS for s in _STATS]
+    numbers.append(("length_mean", card.length_mean))
+    for field, value in numbers:
+        if not _finite(value):
+            raise bad(field, value)
+    for field in ("success_rate", "random_success_rate"):
+        value = getattr(card, field)
+        if value is not None and not (_finite(value) and 0 <= value <= 1):
+            raise bad(field, value, "null or a number in [0, 1]")
+
+
+def _finite(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def card_matches(

@@ -122,14 +122,12 @@ def _check_rllib(task, location: str) -> None:
             )
 
 
-def check_card(path: str) -> None:
-    """The expert card reads (the launcher reads it again when the job starts)."""
+def check_card(path: str, task: str) -> None:
+    """The expert card reads and is ``task``'s, with finite numbers (``read_card`` checks
+    it; the launcher reads it again when the job starts)."""
     from kibble.experts.card import read_card
 
-    try:
-        read_card(path)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise KibbleError(f"expert card {path} cannot be read: {e}") from e
+    read_card(path, task=task)
 
 
 MAX_NUM_ENVS = 256
@@ -173,7 +171,7 @@ def check_config(config) -> None:
         try:
             check_expert(job.task, job.expert, job.sample)
             if job.card is not None:
-                check_card(job.card)
+                check_card(job.card, job.task)
         except KibbleError as e:
             raise KibbleError(f"{where} ({job.task}, expert {job.expert}): {e}") from e
     try:

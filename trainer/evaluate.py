@@ -225,9 +225,7 @@ def _check_text_model(task: str, record: dict | None) -> None:
 def _baselines(run: LoadedRun, task: str, settings: RolloutSettings, card: Path | None) -> tuple:
     """(expert return, random return, where they came from) for the score."""
     if card is not None:
-        c = read_card(card)
-        if c.task != task:
-            raise KibbleError(f"{card} is the expert card of {c.task}, not of {task}")
+        c = read_card(card, task=task)
         return c.expert_return.mean, c.random_return.mean, str(card)
     entry = run.task_entry(task)
     expert, rand = entry.expert_return, entry.random_return
@@ -243,6 +241,38 @@ def _baselines(run: LoadedRun, task: str, settings: RolloutSettings, card: Path 
         returns = [e.episode_return for e in randoms]
         rand, source = float(np.mean(returns)), "manifest expert; random measured on eval seeds"
     return float(expert), float(rand), source
+
+
+def evaluation_plan(
+    tasks: Sequence[str], cards: Sequence[str | Path] = ()
+) -> list[tuple[str, Path | None]]:
+    """The tasks to play, in order, each with its expert card (None: the manifest's
+    returns): the one place an evaluation's tasks and cards are matched. A task given
+    twice (it would be played and counted twice), a card for a task not played, and two
+    cards for one task are refused, naming them."""
+    seen: set[str] = set()
+    for t in tasks:
+        if t in seen:
+            raise KibbleError(
+                f"--task {t} is given more than once; each task is played and scored once, "
+                "give it once (--episodes sets how many episodes it plays)"
+            )
+        seen.add(t)
+    by_task: dict[str, Path] = {}
+    for card in cards:
+        c = read_card(card)
+        if c.task not in seen:
+            raise KibbleError(
+                f"expert card {card} is the card of {c.task}, which is not evaluated here "
+                f"(--task {', --task '.join(tasks)}); give cards of the tasks played only"
+            )
+        if c.task in by_task:
+            raise KibbleError(
+                f"expert cards {by_task[c.task]} and {card} are both cards of {c.task}; "
+                "give one card per task"
+            )
+        by_task[c.task] = Path(card)
+    return [(t, by_task.get(t)) for t in tasks]
 
 
 def evaluate_task(

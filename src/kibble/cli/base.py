@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -194,6 +195,27 @@ SeedOption = Annotated[
 NumEnvsOption = Annotated[
     int, typer.Option(min=1, metavar="N", help="Environments stepped together.")
 ]
+
+
+def is_url(text: str) -> bool:
+    """``scheme://...`` (gs://, s3://, file:///, https://): a location that is not a path."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)
+
+
+def local_path(value: str | os.PathLike) -> Path:
+    """A local path, a URL refused: a ``Path`` option alone would fold ``gs://b/x`` into
+    ``gs:/b/x`` and read or write a local folder named ``gs:``. The parser of every option
+    that takes a local file or directory only (``typer.Option(parser=local_path)``); one
+    that accepts URLs is typed ``str`` and passes the URL on as it is."""
+    if isinstance(value, Path):
+        return value
+    if is_url(str(value)):
+        raise typer.BadParameter(
+            f"{value} is a URL, but this option takes a local path only; copy it to a "
+            "local path and give that"
+        )
+    return Path(value)
 
 
 def _parse_overrides(items: list[str]) -> dict:

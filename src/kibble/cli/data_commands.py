@@ -21,10 +21,11 @@ def rollout(
     expert: Annotated[str, typer.Option(metavar="SOURCE", help=EXPERT_HELP)],
     episodes: Annotated[int, typer.Option(min=1, metavar="N", help="Episodes to roll out.")],
     out: Annotated[
-        Path,
+        str,  # not a Path, which would make gs://b/x gs:/b/x: a URL stays a URL
         typer.Option(
-            metavar="DIR",
-            help="The dataset directory to write; a dataset already there is replaced.",
+            metavar="DIR|URL",
+            help="The dataset to write, a directory or a URL (gs://, s3://, file:///); a "
+            "dataset already there is replaced.",
         ),
     ],
     seed: Annotated[
@@ -74,7 +75,7 @@ def rollout(
     try:
         with RichDisplay() as display, display.bar(f"rolling out {task}", episodes) as update:
             manifest = curate_tasks(
-                out.name,
+                _dataset_name(out),
                 [job],
                 out,
                 seed=seed,
@@ -89,6 +90,11 @@ def rollout(
     bar = "none" if t.threshold is None else f"{t.threshold:.1f}"
     rule = rule_text(t.rule, t.fraction)
     typer.echo(f"{task}: {t.counts()}; threshold {bar} ({rule}); wrote {out}")
+
+
+def _dataset_name(out: str) -> str:
+    """The dataset's name: the last part of its directory or URL."""
+    return Path(out.partition("://")[2] or out).name or "dataset"
 
 
 @pipeline_app.command(

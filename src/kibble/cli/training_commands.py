@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from kibble.cli.base import NumEnvsOption, SeedOption, _parse_overrides, app
+from kibble.cli.base import NumEnvsOption, SeedOption, _parse_overrides, app, local_path
 from kibble.display import (
     Display,
     RichDisplay,
@@ -116,7 +116,10 @@ def train(
 @app.command("eval")
 def eval_(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="A run directory kibble train wrote.")
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR", parser=local_path, help="A run directory kibble train wrote."
+        ),
     ],
     task: Annotated[
         list[str],
@@ -131,6 +134,7 @@ def eval_(
         list[Path] | None,
         typer.Option(
             metavar="CARD.json",
+            parser=local_path,
             help="An expert card to score its task against; repeat for several. Default: the "
             "expert and random returns in the training dataset's manifest.",
         ),
@@ -165,26 +169,26 @@ def eval_(
 
     Writes RUN_DIR/eval/: a JSON per task, summary.json, scores.md and scores.png.
     """
-    from kibble.experts.card import RolloutSettings, read_card
-    from kibble.trainer.evaluate import LoadedRun, evaluate_task, write_report
+    from kibble.experts.card import RolloutSettings
+    from kibble.trainer.evaluate import LoadedRun, evaluate_task, evaluation_plan, write_report
 
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    cards = {read_card(c).task: c for c in card or []}
+    plan = evaluation_plan(task, card or [])
     settings = RolloutSettings(episodes=episodes, seed=seed, num_envs=num_envs, max_steps=max_steps)
     run = LoadedRun.load(run_dir)
     rows = []
     with RichDisplay() as display:
-        for t in task:
+        for t, task_card in plan:
             with display.bar(f"evaluating {t}", episodes) as update:
                 rows.append(
                     evaluate_task(
                         run,
                         t,
                         settings,
-                        card=cards.get(t),
+                        card=task_card,
                         on_episode=on_episode(update),
                         past_steps=past_steps,
                     )
