@@ -88,3 +88,80 @@ def test_bad_settings_are_refused_without_naming_a_command_line_flag():
     assert "--" not in str(e.value)
     with pytest.raises(KibbleError, match=r"^episodes must be at least 1"):
         RolloutSettings(episodes=-1)
+
+
+def _card_dict(**changes) -> dict:
+    """A valid card as JSON values, with ``changes`` (dotted keys reach into returns)."""
+    import json
+
+    card = make_card("gym/CartPole-v1", "random", RolloutSettings(episodes=2, num_envs=2))
+    d = json.loads(card.to_json())
+    for key, value in changes.items():
+        where, _, leaf = key.rpartition(".")
+        (d[where] if where else d)[leaf] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("expert_return.mean", float("nan")),
+        ("random_return.mean", float("inf")),
+        ("expert_return.std", "lots"),
+        ("random_return.max", True),
+        ("expert_return.min", 10**400),
+        ("length_mean", None),
+        ("success_rate", 1.5),
+    ],
+)
+def test_a_card_number_that_is_not_finite_is_refused_naming_card_and_field(tmp_path, field, value):
+    import json
+
+    path = tmp_path / "card.json"
+    # json.dumps writes NaN and Infinity, which Python's json reads back: a hand edit.
+    path.write_text(json.dumps(_card_dict(**{field: value})))
+    with pytest.raises(KibbleError) as e:
+        read_card(path)
+    assert str(path) in str(e.value) and field in str(e.value), e.value
+
+
+def test_a_card_of_another_task_is_refused_where_a_task_is_given(tmp_path):
+    import json
+
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(_card_dict(task="gym/Acrobot-v1")))
+    assert read_card(path).task == "gym/Acrobot-v1"  # reading alone names no task
+    with pytest.raises(KibbleError, match="card of gym/Acrobot-v1, not of gym/CartPole-v1"):
+        read_card(path, task="gym/CartPole-v1")
+    assert read_card(path, task="gym/Acrobot-v1").task == "gym/Acrobot-v1"
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        (b"\xff\xfe{not text", "not UTF-8"),
+        (b"{ not json", "not JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b'{"task": "gym/CartPole-v1", "expert_return": 5}', "not an object"),
+        (b" " * (2 << 20), "over 1,048,576 bytes"),
+    ],
+)
+def test_a_card_file_that_is_not_a_card_is_one_kibble_error(tmp_path, content, phrase):
+    path = tmp_path / "card.json"
+    path.write_bytes(content)
+    with pytest.raises(KibbleError, match=phrase) as e:
+        read_card(path)
+    assert str(path) in str(e.value)
+
+
+def test_a_card_must_be_a_local_regular_file(tmp_path):
+    import os
+
+    with pytest.raises(KibbleError, match="not a regular file"):
+        read_card(tmp_path)
+    os.mkfifo(tmp_path / "fifo.json")  # opening it would wait for a writer forever
+    with pytest.raises(KibbleError, match="not a regular file"):
+        read_card(tmp_path / "fifo.json")
+    with pytest.raises(KibbleError, match="not URLs"):
+        read_card("gs://bucket/card.json")
