@@ -138,8 +138,7 @@ def _space_size(values: int, declared: str, path: Path) -> int:
         values,
         SPACE_VALUES,
         declared,
-        "the zip's data is damaged or was written by hand (a real agent's spaces are far "
-        "smaller)",
+        "the zip's data is damaged or was written by hand (a real agent's spaces are far smaller)",
         unit="values",
     )
     return values

@@ -19,9 +19,7 @@ from kibble.errors import KibbleError
 from kibble.limits import TEXT_FILE_BYTES, YAML_NODES, check_limit, read_text
 
 
-def read_yaml(
-    path: str | Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader
-) -> Any:
+def read_yaml(path: str | Path, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
     """The parsed contents of ``path``; ``what`` names the file in errors ("config file").
 
     ``loader``: :class:`yaml.SafeLoader` or a subclass of it (extra safe tags).
