@@ -30,23 +30,30 @@ def read_yaml(path: str | Path, what: str, loader: type[yaml.SafeLoader] = yaml.
     except FileNotFoundError as e:
         raise KibbleError(f"{what} {path} does not exist") from e
     try:
-        parser = loader(text)
-        try:
-            node = parser.get_single_node()
-            if node is None:
-                return None
-            check_limit(
-                _expanded_size(node),
-                YAML_NODES,
-                f"{what} {path}, with its aliases (*name) expanded,",
-                "write the values out, or use fewer aliases of aliases",
-                unit="values",
-            )
-            return parser.construct_document(node)
-        finally:
-            parser.dispose()
+        return parse_yaml(text, f"{what} {path}", loader)
     except yaml.YAMLError as e:
         raise KibbleError(f"{path} is not valid YAML: {e}") from e
+
+
+def parse_yaml(text: str, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    """``text`` parsed as one YAML document, refused (:class:`~kibble.limits.TooLarge`)
+    past :data:`~kibble.limits.YAML_NODES` values once its aliases are expanded; ``what``
+    names it in that error. A ``yaml.YAMLError`` is the caller's to report."""
+    parser = loader(text)
+    try:
+        node = parser.get_single_node()
+        if node is None:
+            return None
+        check_limit(
+            _expanded_size(node),
+            YAML_NODES,
+            f"{what}, with its aliases (*name) expanded,",
+            "write the values out, or use fewer aliases of aliases",
+            unit="values",
+        )
+        return parser.construct_document(node)
+    finally:
+        parser.dispose()
 
 
 def _expanded_size(root: yaml.Node) -> int:
