@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -64,10 +65,12 @@ def _base_zip() -> bytes:
 
 
 def sb3_zip(
-    edit: Callable[[dict], object] | None = None, members: dict[str, bytes] | None = None
+    edit: Callable[[dict], object] | None = None,
+    members: dict[str, bytes] | None = None,
+    compress: int = zipfile.ZIP_DEFLATED,
 ) -> Callable[[Path], None]:
     """A setup writing @TMP/x.zip: the base zip with ``edit`` applied to its ``data`` and
-    ``members`` replacing (or adding) members, deflated."""
+    ``members`` replacing (or adding) members, written with ``compress``."""
 
     def setup(tmp: Path) -> None:
         out = io.BytesIO()
@@ -85,7 +88,7 @@ def sb3_zip(
                     continue
                 zout.writestr(item.filename, blob)
             for name, blob in (members or {}).items():
-                zout.writestr(name, blob)
+                zout.writestr(name, blob, compress_type=compress)
         (tmp / "x.zip").write_bytes(out.getvalue())
 
     return setup
@@ -125,8 +128,14 @@ def zip_bomb(tmp: Path) -> None:
 
 
 def big_weights(tmp: Path) -> None:
-    """A policy.pth member declaring 80 MiB (zeros; deflated to kilobytes)."""
-    sb3_zip(members={"policy.pth": bytes(80 * MiB)})(tmp)
+    """A policy.pth member of 40 MiB, as incompressible as real weights."""
+    weights = random.Random(0).randbytes(40 * MiB)
+    sb3_zip(members={"policy.pth": weights}, compress=zipfile.ZIP_STORED)(tmp)
+
+
+def weights_bomb(tmp: Path) -> None:
+    """A policy.pth member of 200 MiB of zeros: deflated, 200 KiB."""
+    sb3_zip(members={"policy.pth": bytes(200 * MiB)})(tmp)
 
 
 # --- checkpoints and YAML ----------------------------------------------------------------
@@ -177,6 +186,7 @@ ROWS: dict[str, Bad] = {
     # with the machine's free memory read as 64 MiB (see MEMORY_ROWS)
     "sb3-weights-beyond-memory": Bad(EXPERT, "more than the 64.0 MiB this machine has free",
                                      setup=big_weights),
+    "sb3-weights-inflate-1000-times": Bad(EXPERT, "a zip bomb", setup=weights_bomb),
     # --- checkpoints: state.json's model against model.safetensors and memory -----------
     "eval-state-width-131072": Bad(EVAL, "width 131072", copy=("run",),
                                    setup=state_model(width=131072)),

@@ -7,7 +7,7 @@ of such an input asks this module before it allocates:
 
 - :func:`check_limit`: a size against kibble's fixed cap for that kind of input
   (:data:`TEXT_FILE_BYTES`, :data:`SB3_DATA_BYTES`, :data:`YAML_NODES`,
-  :data:`SPACE_VALUES`), caps far above any real file of the kind;
+  :data:`SPACE_VALUES`, :data:`INFLATION`), caps far above any real file of the kind;
 - :func:`check_memory`: bytes an input would make kibble allocate against the memory this
   machine has free (:func:`memory_available`);
 - :func:`read_capped`, :func:`read_file`, :func:`read_member`: reading that stops one
@@ -34,6 +34,9 @@ SB3_DATA_BYTES = 64 * MiB
 """An SB3 zip's ``data`` member, JSON text (real ones: tens of kilobytes)."""
 YAML_NODES = 1_000_000
 """Values in one YAML file once its aliases are expanded (real configs: hundreds)."""
+INFLATION = 100
+"""How many times its compressed size a zip member over :data:`SB3_DATA_BYTES` may
+inflate to: weights and JSON compress 1 to 10 times; a "zip bomb" of zeros, 1,000."""
 SPACE_VALUES = 1 << 24
 """Values of one space an SB3 zip declares (shape product, ``n``, ``nvec``): 16.8 million,
 200 times an 84x84x4 Atari frame stack."""
@@ -141,6 +144,12 @@ def read_member(archive: zipfile.ZipFile, name: str, what: str, cap: int | None,
     info = archive.getinfo(name)
     if cap is not None:
         check_limit(info.file_size, cap, f"{what} (uncompressed)", fix)
+    if info.file_size > SB3_DATA_BYTES and info.file_size > INFLATION * info.compress_size:
+        raise TooLarge(
+            f"{what} inflates from {size_text(info.compress_size)} to "
+            f"{size_text(info.file_size)}, over {INFLATION} times (kibble's limit for a member "
+            f"over {size_text(SB3_DATA_BYTES)}): a zip bomb, refused before it is read; {fix}"
+        )
     check_memory(info.file_size, what, fix)
     with archive.open(info) as f:
         return read_capped(f, info.file_size, what, fix)
