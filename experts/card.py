@@ -265,7 +265,7 @@ def current_card(
     was written (a retrained expert needs a new card). None otherwise."""
     path = Path(path)
     try:
-        card = read_card(path)
+        card = read_card(path, task=task)
     except KibbleError:
         return None
     if not card_matches(card, task, source, settings, sample=sample):
