@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,16 +150,22 @@ def read_card(path: str | Path, *, task: str | None = None) -> ExpertCard:
         )
     path = Path(path)
     try:
-        if path.exists() and not path.is_file():
-            raise KibbleError(f"expert card {path} is not a regular file; give a card file")
-        with path.open("rb") as f:
+        # Opened without blocking (a FIFO would wait for a writer forever), then checked.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KibbleError(f"expert card {path} is not a regular file; give a card file")
             raw = f.read(MAX_CARD_BYTES + 1)
+    except IsADirectoryError as e:
+        raise KibbleError(f"expert card {path} is not a regular file; give a card file") from e
     except FileNotFoundError as e:
         raise KibbleError(
             f"expert card {path} does not exist; make one with `kibble expert eval`"
         ) from e
-    except OSError as e:
-        raise KibbleError(f"expert card {path} cannot be read: {e.strerror or e}") from e
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise KibbleError(
+            f"expert card {path} cannot be read: {getattr(e, 'strerror', None) or e}"
+        ) from e
     if len(raw) > MAX_CARD_BYTES:
         raise KibbleError(
             f"{path} is not a kibble expert card: it is over {MAX_CARD_BYTES:,} bytes (a card "
