@@ -28,6 +28,13 @@ What it refuses (each with a KibbleError naming what and why)
 ------------------------------------------------------------
 - a missing file, a directory, a corrupt zip, a zip without SB3's ``data`` and
   ``policy.pth``, a ``policy.pth`` that is more than tensors;
+- sizes no real agent has, before anything is allocated (:mod:`kibble.limits`): a
+  member whose declared size is over its limit (``data`` 64 MiB), over free memory, or
+  that inflates over 100 times (a zip bomb); reading stops past the declared size
+  whatever the header said; a space of over 16.8 million values or a dimension, ``n``
+  or ``nvec`` that is not a whole number; a network the ``data`` declares
+  (``net_arch``, widths, the spaces) with more weights than ``policy.pth`` holds;
+  sidecar and Zoo YAML over 16 MiB or over a million values with aliases expanded;
 - policy classes outside the whitelist (custom classes, recurrent, maskable and ARS
   policies, Dict observations), ``policy_kwargs`` naming classes other than torch.nn
   activations and SB3's FlattenExtractor/NatureCNN (the optimizer settings, used only
