@@ -236,7 +236,7 @@ def reusable_dataset(config: DatasetConfig) -> dict | None:
         if job.card is None:
             continue
         try:
-            card = read_card(job.card)
+            card = read_card(job.card, task=job.task)
         except KibbleError:
             return None
         if (entry.expert_return, entry.random_return) != (

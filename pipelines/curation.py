@@ -288,7 +288,7 @@ def curate(config: DatasetConfig, executor: Executor) -> dict:
     """Curate ``config`` into a dataset at ``config.output`` (a path or URL; replaced as a
     whole) with ``executor``; returns the manifest."""
     out = config.output
-    cards = {job.task: read_card(job.card) for job in config.tasks if job.card}
+    cards = {job.task: read_card(job.card, task=job.task) for job in config.tasks if job.card}
     with guard.interruptible(out) as state, guard.output_lock(out):
         publish.check_output(out)
         root = publish.staging_location(out)

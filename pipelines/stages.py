@@ -260,7 +260,7 @@ def task_threshold(
     """
     valid = sorted((o for o in outcomes if o.reason is None), key=lambda o: o.index)
     if card is None and job.card:
-        card = read_card(job.card)
+        card = read_card(job.card, task=job.task)
     returns = [o.episode_return for o in valid]
     defining: tuple[int, ...] = ()
     if card is not None:

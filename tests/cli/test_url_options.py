@@ -19,17 +19,9 @@ import typer
 from kibble.cli import app
 from kibble.cli.base import is_url, local_path
 
-# Path parameters not yet parsed by local_path (owned by other changes of issue 25; each
-# folds a URL today). Remove an entry once its parameter uses parser=local_path.
-NOT_YET = {
-    "rollout --card",
-    "pipeline run CONFIG.yaml",
-    "train MIXTURE.yaml",
-    "train --out",
-    "demo --out",
-    "expert train --out",
-    "expert eval --out",
-}
+# Path parameters not parsed by local_path (each would fold a URL): none now; an entry
+# here would have to say why.
+NOT_YET: set[str] = set()
 
 
 def _commands(group: typer.Typer, prefix: str = ""):

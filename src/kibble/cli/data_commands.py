@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kibble.cli.base import EXPERT_HELP, TASK_HELP, NumEnvsOption, _quiet_ray, app, pipeline_app
+from kibble.cli.base import (
+    EXPERT_HELP,
+    TASK_HELP,
+    NumEnvsOption,
+    _quiet_ray,
+    app,
+    local_path,
+    pipeline_app,
+)
 from kibble.display import Display, RichDisplay, on_episode
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ def rollout(
         Path | None,
         typer.Option(
             metavar="CARD.json",
+            parser=local_path,
             help="An expert card whose expert and random returns set the threshold. Default: "
             "the expert return measured on these episodes.",
         ),
@@ -103,7 +112,8 @@ def _dataset_name(out: str) -> str:
 def pipeline_run(
     ctx: typer.Context,
     config: Annotated[
-        Path, typer.Argument(metavar="CONFIG.yaml", help="The dataset config to run.")
+        Path,
+        typer.Argument(metavar="CONFIG.yaml", parser=local_path, help="The dataset config to run."),
     ],
     out: Annotated[
         str | None,

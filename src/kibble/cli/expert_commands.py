@@ -17,6 +17,7 @@ from kibble.cli.base import (
     _stderr,
     app,
     expert_app,
+    local_path,
 )
 from kibble.display import RichDisplay, on_episode, on_expert_iteration
 from kibble.errors import KibbleError
@@ -64,7 +65,9 @@ def expert_train(
     task: Annotated[str, typer.Argument(metavar="TASK", help=TASK_HELP)],
     out: Annotated[
         Path,
-        typer.Option(metavar="DIR", help="The expert's directory; a rerun on it resumes."),
+        typer.Option(
+            metavar="DIR", parser=local_path, help="The expert's directory; a rerun on it resumes."
+        ),
     ],
     algorithm: Annotated[
         str | None,
@@ -161,6 +164,7 @@ def expert_eval(
         Path | None,
         typer.Option(
             metavar="CARD.json",
+            parser=local_path,
             help="The expert card to write. Default: print the measurement, write nothing.",
         ),
     ] = None,

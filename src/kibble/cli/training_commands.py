@@ -26,13 +26,18 @@ def train(
         Path,
         typer.Argument(
             metavar="MIXTURE.yaml",
+            parser=local_path,
             help="The mixture config: datasets and their weights, the model, the steps; "
             "configs/mixture.yaml shows every key.",
         ),
     ],
     out: Annotated[
         Path,
-        typer.Option(metavar="RUN_DIR", help="The run's directory; a rerun on it resumes."),
+        typer.Option(
+            metavar="RUN_DIR",
+            parser=local_path,
+            help="The run's directory; a rerun on it resumes.",
+        ),
     ],
     steps: Annotated[
         int | None,
@@ -201,7 +206,8 @@ def eval_(
 @app.command()
 def demo(
     out: Annotated[
-        Path, typer.Option(metavar="DIR", help="Where the demo writes everything.")
+        Path,
+        typer.Option(metavar="DIR", parser=local_path, help="Where the demo writes everything."),
     ] = Path("kibble-out/demo"),
     short: Annotated[
         bool,

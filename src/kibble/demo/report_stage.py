@@ -30,7 +30,7 @@ def write_demo_report(cfg: DemoConfig, paths: DemoPaths, results: list[StageResu
 
     started = time.monotonic()
     order = [t.task for t in cfg.tasks]
-    cards = {t.task: read_card(paths.card(t.task)) for t in cfg.tasks}
+    cards = {t.task: read_card(paths.card(t.task), task=t.task) for t in cfg.tasks}
     manifest = read_manifest(paths.dataset)
     entries = task_entries(manifest)
     training = read_summary(paths.run)
