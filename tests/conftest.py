@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,21 @@ settings.load_profile("kibble")
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# A second CI environment installs some extras only (NumPy 2 beside everything but
+# procgen): there, a test whose task family's packages are absent is skipped, naming the
+# extra. Everywhere else (the main CI, with every extra) it fails as usual.
+SKIP_MISSING_EXTRAS = os.environ.get("KIBBLE_TESTS_SKIP_MISSING_EXTRAS") == "1"
+MISSING_EXTRA = "needs packages that are not installed"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not SKIP_MISSING_EXTRAS or call.excinfo is None or report.passed:
+        return
+    if MISSING_EXTRA in str(call.excinfo.value):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, str(call.excinfo.value))
