@@ -199,7 +199,7 @@ def dataset_file(location: str | os.PathLike, rel: str) -> tuple[pafs.FileSystem
     fs, base = resolve(location)
     problem = not_regular(fs, base, rel)
     if problem is not None:
-        raise KibbleError(f"{join(location, rel)}: {problem}; {REGULAR_ONLY}")
+        raise KibbleError(f"in the dataset at {os.fspath(location)}, {problem}: {REGULAR_ONLY}")
     return fs, f"{base.rstrip('/')}/{rel}"
 
 

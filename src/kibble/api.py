@@ -89,6 +89,9 @@ def open_dataset(location: str | os.PathLike) -> Dataset:
     """The curated dataset at ``location``: a local path or a URL pyarrow reaches.
 
     Reads only ``manifest.json``; a location without one (an unfinished or foreign
-    directory), or a dataset of another schema version, is a KibbleError.
+    directory), a dataset of another schema version, or a manifest whose file paths are
+    not relative paths inside the dataset, each listed once
+    (:func:`kibble.schemas.layout.file_entries`), is a KibbleError. A data file is read
+    only if it is a regular file in real folders: never through a link, nor a FIFO.
     """
     return Dataset(location)
