@@ -219,15 +219,21 @@ def local_path(value: str | os.PathLike) -> Path:
 
 
 def _parse_overrides(items: list[str]) -> dict:
-    """``["lr=1e-4", "gamma=0.995"]`` -> {"lr": 0.0001, "gamma": 0.995} (values as YAML)."""
+    """``["lr=1e-4", "gamma=0.995"]`` -> {"lr": 0.0001, "gamma": 0.995} (values as YAML,
+    through the one bounded YAML parser)."""
     import yaml
+
+    from kibble.yaml_file import parse_yaml
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise KibbleError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_yaml(value, f"--set {key.strip()}")
+        except yaml.YAMLError as e:
+            raise KibbleError(f"--set {key.strip()}: {value!r} is not a YAML value: {e}") from e
     return out
 
 
