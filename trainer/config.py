@@ -20,6 +20,7 @@ anything is built (:func:`parameter_count`, checked against this machine's memor
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from pathlib import Path
@@ -254,6 +255,13 @@ def parse_mixture(raw: Any, where: str, schedule: bool = True) -> MixtureConfig:
             raise KibbleError(f"{where}: datasets[{i}].path: missing")
         p = want(where, f"datasets[{i}].path", entry["path"], str, "a dataset directory")
         w = number_in(where, f"datasets[{i}].weight", entry.get("weight", 1.0), above=True)
+        same = next((j for j, d in enumerate(datasets) if _same_place(d.path, p)), None)
+        if same is not None:
+            # Twice would train on every episode twice; a weight says how much more.
+            raise KibbleError(
+                f"{where}: datasets[{i}].path: {p} is datasets[{same}] again; list a dataset "
+                "once and give it a larger weight to sample it more"
+            )
         datasets.append(DatasetSpec(p, w))
     values: dict[str, Any] = {"datasets": datasets}
     if "model" in raw:
@@ -351,6 +359,14 @@ def _check_schedule(where: str, config: MixtureConfig) -> None:
             f"learning_rate {config.learning_rate:g}; the decay ends at the minimum, so give "
             "one at most the peak (default: a tenth of it)"
         )
+
+
+def _same_place(a: str, b: str) -> bool:
+    """Two dataset locations that name one dataset: the same URL, or local paths that
+    resolve to the same folder (``ds``, ``./ds/`` and its absolute path; links followed)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def load_mixture(path: str | Path, overrides: dict[str, Any] | None = None) -> MixtureConfig:

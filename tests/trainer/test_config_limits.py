@@ -71,3 +71,23 @@ def test_a_model_larger_than_memory_is_refused_before_it_is_built(monkeypatch):
     with pytest.raises(limits.TooLarge, match=r"^m\.yaml: model \(layers 1, width 64, ff 64\)"):
         parse_mixture({"datasets": ["d"], "model": model}, "m.yaml")
     parse_mixture({"datasets": ["d"], "model": "tiny"}, "m.yaml")  # kibble's own sizes
+
+
+@pytest.mark.parametrize(
+    "second",
+    ["ds", "./ds", "ds/", "{tmp}/ds", "{tmp}/link"],
+    ids=["same", "dot", "slash", "abs", "link"],
+)
+def test_a_dataset_listed_twice_is_refused(tmp_path, monkeypatch, second):
+    # Listed twice, every episode would be trained on twice, silently (issue 25).
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "ds")
+    monkeypatch.chdir(tmp_path)
+    raw = {"datasets": ["ds", second.format(tmp=tmp_path)]}
+    with pytest.raises(KibbleError, match=r"datasets\[1\]\.path: .* is datasets\[0\] again"):
+        parse_mixture(raw, "m.yaml")
+    (tmp_path / "other").mkdir()
+    assert len(parse_mixture({"datasets": ["ds", "other"]}, "m.yaml").datasets) == 2
+    urls = {"datasets": ["gs://b/ds", "gs://b/ds/"]}
+    with pytest.raises(KibbleError, match="again"):
+        parse_mixture(urls, "m.yaml")
