@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kibble.errors import KibbleError
-from kibble.schemas.layout import read_manifest
+from kibble.schemas.layout import file_entries, read_manifest
 from kibble.trainer.checkpoint import CHECKPOINT, read_state
 from kibble.trainer.config import MixtureConfig
 
@@ -145,7 +145,7 @@ def final_losses(metrics: list[dict]) -> tuple[float | None, dict[str, float]]:
 
 def dataset_files(config: MixtureConfig) -> list[str]:
     """The sha256 of every file of the mixture's datasets, from their manifests (sorted)."""
-    return sorted(f["sha256"] for d in config.datasets for f in read_manifest(d.path)["files"])
+    return sorted(f["sha256"] for d in config.datasets for f in file_entries(read_manifest(d.path)))
 
 
 def write_record(run_dir: str | Path, summary: TrainingSummary, config: MixtureConfig) -> None:
