@@ -104,6 +104,10 @@ def _tokens_per_row(table: pa.Table) -> int:
     )
 
 
+GCS_RETRY_SECONDS = 20
+"""How long a gs:// request is retried before its error is reported (pyarrow: 15 min)."""
+
+
 def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem of a local path or URL, and the path on it.
 
@@ -113,8 +117,13 @@ def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     path = os.fspath(path)
     if "://" not in path:
         return pafs.LocalFileSystem(), os.path.abspath(path)
+    uri = path
+    if uri.split("://", 1)[0] in ("gs", "gcs") and "retry_limit_seconds=" not in uri:
+        # Google Cloud Storage retries a failing request for 15 minutes by default: with
+        # no network, a command would print nothing for that long. A URL may set its own.
+        uri += ("&" if "?" in uri else "?") + f"retry_limit_seconds={GCS_RETRY_SECONDS}"
     try:
-        return pafs.FileSystem.from_uri(path)
+        return pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as e:  # pyarrow.ArrowInvalid is a ValueError
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise KibbleError(

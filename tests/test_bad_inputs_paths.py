@@ -356,3 +356,32 @@ def test_open_file_opens_only_the_manifests_own_entries(ds):
     opened = kibble.open_dataset(ds)
     with pytest.raises(KibbleError, match="not a file entry"):
         opened.open_file({"path": "data/../manifest.json", "rows": 1, "bytes": 1, "sha256": ""})
+
+
+def test_a_gs_url_gives_up_in_seconds_not_minutes():
+    # Cloud Storage's client retries for 15 minutes by default: with no network,
+    # `kibble inspect gs://...` printed nothing for that long (issue 25 §4).
+    from datetime import timedelta
+
+    from kibble.schemas.parquet import GCS_RETRY_SECONDS, filesystem_and_path
+
+    fs, path = filesystem_and_path("gs://bucket/ds/manifest.json")
+    assert path == "bucket/ds/manifest.json"
+    assert fs.__reduce__()[1][0]["retry_time_limit"] == timedelta(seconds=GCS_RETRY_SECONDS)
+    fs, _ = filesystem_and_path("gs://bucket/ds?retry_limit_seconds=3")  # the URL's own
+    assert fs.__reduce__()[1][0]["retry_time_limit"] == timedelta(seconds=3)
+
+
+def test_an_unreachable_bucket_is_one_paragraph(tmp_path):
+    # No network here (or no credentials): the cloud SDK's error, as one paragraph.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kibble", "inspect", "gs://kibble-no-such-bucket/ds?retry_limit_seconds=1"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kibble: error: "), done.stderr

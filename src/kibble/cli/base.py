@@ -14,6 +14,7 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,19 @@ _USER_OS_ERRORS = {
     errno.ENOTEMPTY: "remove it or give another path",
     errno.EMFILE: "raise the open-files limit (ulimit -n) and rerun",
 }
+
+
+# pyarrow's cloud filesystems raise OSErrors without an errno, worded by their SDKs: a
+# bucket that cannot be reached (no network, no credentials) is the user's, in a paragraph.
+_REMOTE_STORAGE = re.compile(r"google::cloud::Status|AWS Error|Azure Error|When (getting|reading)")
+
+
+def _remote_message(e: OSError) -> str:
+    first = str(e).split(" error_info=")[0].split(" Learn more")[0][:400].rstrip(".")
+    return (
+        f"the storage at the URL could not be reached: {first}. Check the network and the "
+        "credentials (gcloud auth application-default login, AWS_PROFILE, ...) and rerun"
+    )
 
 
 def _one_paragraph(text: str) -> str:
@@ -114,6 +128,8 @@ class KibbleGroup(PlainHelpGroup):
         except KibbleError as e:
             _fail(str(e))
         except OSError as e:
+            if e.errno is None and _REMOTE_STORAGE.search(str(e)):
+                _fail(_remote_message(e))
             if e.errno not in _USER_OS_ERRORS:
                 raise
             _fail(_os_message(e))
