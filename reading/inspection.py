@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kibble.errors import KibbleError
+from kibble.reading.raw_check import raw_value_problems
 from kibble.schemas import layout
 from kibble.schemas.columns import type_name
 from kibble.schemas.layout import (
@@ -124,6 +125,8 @@ def inspect_dataset(root: str | os.PathLike, quick: bool = False) -> Inspection:
     if manifest is not None:
         problems += verify_files(root, manifest, files, quick)
         problems += verify_counts(manifest, tasks)
+        data = [rel for rel in valid if rel.startswith(DATA_DIR + "/")]
+        problems += raw_value_problems(fs, base, manifest, data)
     return Inspection(root, versions, tasks, problems, manifest, columns, samples)
 
 

@@ -99,3 +99,45 @@ def test_summary_prints_only_the_summary_and_the_verdict(clean):
     assert short.output.splitlines() == [lines[0], lines[1], lines[-1]]
     assert lines[1].startswith("  gym/CartPole-v1: kept ")
     assert lines[-1].startswith("every file matches its schema and the manifest")
+
+
+@pytest.mark.parametrize("column", ["observation", "action_tokens"])
+def test_raw_values_that_do_not_tokenize_to_the_tokens_are_found(ds, column):
+    # Edit the first episode's raw values (or its tokens), rewrite the file with kibble's
+    # schema and re-hash it in the manifest: every checksum passes, the cross-check fails.
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kibble.schemas.arrow import TOKENIZED_EPISODE_SCHEMA
+    from kibble.schemas.parquet import EpisodeFileWriter
+
+    path = ds / DATA
+    table = pq.read_table(path)
+    values = table[column].to_pylist()
+    values[0] = [v + 1 for v in values[0]]  # the first step, every leaf shifted
+    table = table.set_column(
+        table.schema.get_field_index(column),
+        column,
+        pa.array(values, table.schema.field(column).type),
+    )
+    with EpisodeFileWriter(path, TOKENIZED_EPISODE_SCHEMA) as writer:
+        writer.write(table.cast(TOKENIZED_EPISODE_SCHEMA))
+    data = path.read_bytes()
+
+    def rehash(manifest):
+        entry = next(f for f in manifest["files"] if f["path"] == DATA)
+        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    _edit_manifest(ds, rehash)
+    problems = inspect_dataset(ds).problems
+    assert len(problems) == 1, problems
+    assert (
+        problems[0].startswith(f"{DATA}: the raw values of ") and "do not tokenize" in problems[0]
+    )
+    assert "changed after kibble wrote it" in problems[0]
+
+
+def test_the_raw_value_check_passes_a_dataset_as_written(clean):
+    assert inspect_dataset(clean).problems == []
