@@ -1,10 +1,10 @@
 """What keeps a curation job's failures small: signals, the output lock, worker logs.
 
-* :func:`interruptible`: SIGINT and SIGTERM raise :class:`Interrupted` in the main
-  thread (once: a second signal while cleaning up is ignored), so the job removes its
-  staging and releases its lock on the way out; the command prints one line saying what
-  was kept and exits 128 + the signal number. Publishing itself is never cut in half:
-  signals wait while the dataset is swapped in.
+* :func:`interruptible`: SIGINT and SIGTERM raise :class:`Interrupted`
+  (``kibble.interrupts``), so the job removes its staging and releases its lock on the
+  way out; the command prints one line saying what was kept and exits 128 + the signal
+  number. Publishing itself is never cut in half: signals wait while the dataset is
+  swapped in.
 * :func:`output_lock`: one writer per local output (``kibble.atomic.hold``); it also
   removes what killed runs left beside the output.
 * :func:`worker_log`: what Beam and its worker processes print goes to a log file, and
@@ -23,63 +23,14 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 
+from kibble import interrupts
 from kibble.atomic import hold
 from kibble.errors import KibbleError
+from kibble.interrupts import Interrupted as Interrupted  # re-exported: the job's signal
+from kibble.interrupts import _Guard
 from kibble.schemas.layout import MANIFEST, is_url
 
 log = logging.getLogger(__name__)
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(BaseException):
-    """The job was stopped by a signal; the message says what the output holds.
-
-    A BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it.
-    """
-
-    def __init__(self, signum: int, output: str, had_dataset: bool | None, published: bool):
-        self.signum, self.output = signum, output
-        self.had_dataset, self.published = had_dataset, published
-        super().__init__(str(self))
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-    def __str__(self) -> str:
-        name = signal.Signals(self.signum).name
-        if self.published:
-            return (
-                f"interrupted by {name} after publishing: the new dataset at {self.output} is whole"
-            )
-        if self.had_dataset is None:
-            kept = f"whatever was at {self.output} is kept, untouched"
-        elif self.had_dataset:
-            kept = f"the old dataset at {self.output} is kept, untouched"
-        else:
-            kept = f"there was no dataset at {self.output} and none was written"
-        return f"interrupted by {name}: nothing was published; {kept}; staging removed"
-
-
-class _Guard:
-    """State of :func:`interruptible`: whether the output has been published yet."""
-
-    def __init__(self) -> None:
-        self.published = False
-        self._blocked = False
-
-    @contextmanager
-    def publishing(self) -> Iterator[None]:
-        """Hold SIGINT/SIGTERM back while publishing; they arrive after it (as "published")."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        try:
-            yield
-            self.published = True
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
 
 def _had_dataset(out: str | os.PathLike) -> bool | None:
@@ -88,28 +39,9 @@ def _had_dataset(out: str | os.PathLike) -> bool | None:
     return (Path(out) / MANIFEST).is_file()
 
 
-@contextmanager
-def interruptible(out: str | os.PathLike) -> Iterator[_Guard]:
-    """SIGINT/SIGTERM raise :class:`Interrupted` inside this block (main thread only)."""
-    guard = _Guard()
-    if threading.current_thread() is not threading.main_thread():
-        yield guard
-        return
-    had = _had_dataset(out)
-    fired: list[int] = []
-
-    def handler(signum: int, _frame: object) -> None:
-        if fired:
-            return  # already stopping: let the cleanup finish
-        fired.append(signum)
-        raise Interrupted(signum, os.fspath(out), had, guard.published)
-
-    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
-    try:
-        yield guard
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+def interruptible(out: str | os.PathLike) -> AbstractContextManager[_Guard]:
+    """SIGINT/SIGTERM raise :class:`Interrupted` inside this block (``kibble.interrupts``)."""
+    return interrupts.interruptible(out, had_dataset=_had_dataset(out))
 
 
 def output_lock(out: str | os.PathLike) -> AbstractContextManager[None]:

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kibble import atomic
+from kibble import atomic, interrupts
 from kibble.errors import KibbleError
 from kibble.schemas.outputs import check_output
 from kibble.schemas.reader import CuratedDataset
@@ -152,7 +152,8 @@ def export_dataset(
     ds = CuratedDataset(dataset)
     selection = select(ds, tasks, episode_ids)
     plans = [plan(ds, task) for task in selection]  # refusals before any writing
-    with atomic.hold(out):
+    # SIGINT/SIGTERM end the export cleanly: staging removed, lock released, one line.
+    with interrupts.interruptible(out, had_dataset=False) as state, atomic.hold(out):
         # Again under the lock: another export may have finished.
         check_output(out, **OUTPUT_RULES, reads=(dataset,))
         # Absolute: Minari's arrow storage mangles a relative data path.
@@ -160,7 +161,8 @@ def export_dataset(
         try:
             exported = write(ds, plans, selection, staging)
             atomic.fault_point("staged")
-            staging.rename(out)
+            with state.publishing():
+                staging.rename(out)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -91,3 +91,18 @@ def test_pipeline_run_interrupted_prints_one_line(tmp_path, signum, delay):
     ]
     # Beam's log stays for a look (overwritten by the next run); no staging, no lock.
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ds.log", "c.yaml"]
+
+
+@pytest.mark.slow
+def test_export_interrupted_leaves_no_staging_and_no_lock(tmp_path):
+    # SIGTERM exited 143 with no message and left the export's staging and lock behind.
+    curate_tasks("t", [TaskJob("gym/CartPole-v1", "random", 3000)], tmp_path / "ds", fraction=0.01)
+    args = ["export", "ds", "--format", "minari", "--out", "out"]
+    code, err = interrupt(tmp_path, args, signal.SIGTERM, delay=0.3, when=".out.staging-*")
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("kibble:")] == [
+        "kibble: interrupted by SIGTERM: nothing was published; there was no dataset at out "
+        "and none was written; staging removed"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging, no lock

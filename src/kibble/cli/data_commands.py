@@ -346,9 +346,14 @@ def export(
     task's spaces, and ref_min_score/ref_max_score from the task's expert card. Minari
     episodes hold the observation after the last action and kibble does not record it, so
     each episode is exported without its last step (kept in the episode's metadata)."""
+    from kibble.interrupts import Interrupted
     from kibble.reading.export import export_dataset
 
-    result = export_dataset(dataset_dir, format, out, tasks=task, episode_ids=episode)
+    try:
+        result = export_dataset(dataset_dir, format, out, tasks=task, episode_ids=episode)
+    except Interrupted as e:  # one line saying nothing was written; 130 or 143
+        typer.echo(f"kibble: {e}", err=True)
+        raise typer.Exit(e.exit_code) from None
     for t in result.tasks:
         scores = (
             f"ref scores {t.ref_min_score:g} (random) .. {t.ref_max_score:g} (expert)"
