@@ -107,29 +107,60 @@ def log_location(out: str | os.PathLike, name: str) -> Path:
 @contextmanager
 def worker_log(path: Path) -> Iterator[None]:
     """Send file descriptors 1 and 2 (and so Beam's worker processes, which inherit them)
-    and Beam's loggers to ``path`` for the duration."""
+    and Beam's loggers to ``path`` for the duration.
+
+    They write into a pipe that a thread copies to the file, dropping what cannot be
+    written: on a full disk a write to the file itself failed in Beam's threads, and the
+    job then waited forever instead of failing (issue 25). The log loses lines; the job
+    ends with the worker's error as usual.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    handler = None
-    with open(path, "wb") as f:  # this job's log only
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
+    log_file = open(path, "wb")  # noqa: SIM115  (this job's log only; the drain closes it)
+    read_end, write_end = os.pipe()
+    drain = threading.Thread(
+        target=_drain, args=(read_end, log_file), name="kibble-worker-log", daemon=True
+    )
+    drain.start()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    stream = open(os.dup(2), "w", buffering=1)  # noqa: SIM115  (closed below)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("apache_beam").addHandler(handler)
     try:
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("apache_beam").addHandler(handler)
         yield
     finally:
-        if handler is not None:
-            logging.getLogger("apache_beam").removeHandler(handler)
-            handler.close()
+        logging.getLogger("apache_beam").removeHandler(handler)
+        with suppress(OSError):
+            stream.close()
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, saved_fd in zip((1, 2), saved, strict=True):
             os.dup2(saved_fd, fd)
             os.close(saved_fd)
+        # The pipe ends when every writer has closed it (workers that outlive the job may
+        # hold it a while: then the log is left to the thread).
+        drain.join(timeout=10)
+
+
+def _drain(read_end: int, log_file) -> None:
+    """Copy the pipe into the log until every writer closed it; never stop reading, or
+    the writers would block on a full pipe."""
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            try:
+                log_file.write(chunk)
+                log_file.flush()
+            except OSError:
+                pass  # a full disk: the line is lost, the writer is not blocked
+    finally:
+        os.close(read_end)
+        with suppress(OSError):
+            log_file.close()
 
 
 _ERROR_LINE = re.compile(r"(?m)^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.+)$")
