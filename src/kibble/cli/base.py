@@ -56,8 +56,11 @@ _REMOTE_STORAGE = re.compile(r"google::cloud::Status|AWS Error|Azure Error|When 
 
 def _remote_message(e: OSError) -> str:
     first = str(e).split(" error_info=")[0].split(" Learn more")[0][:400].rstrip(".")
+    # The SDK's error does not say which URL: the command line does.
+    urls = [arg.split("=", 1)[-1] for arg in sys.argv[1:] if "://" in arg]
+    where = " or ".join(urls) or "the URL"
     return (
-        f"the storage at the URL could not be reached: {first}. Check the network and the "
+        f"the storage at {where} could not be reached: {first}. Check the network and the "
         "credentials (gcloud auth application-default login, AWS_PROFILE, ...) and rerun"
     )
 
