@@ -33,3 +33,29 @@ def pytest_runtest_makereport(item, call):
     if MISSING_EXTRA in str(call.excinfo.value):
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, str(call.excinfo.value))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(size)``: a real tmpfs of ``size`` (``"400k"``, ``"2m"``) mounted under
+    tmp_path, unmounted afterwards; the test is skipped where this process cannot mount
+    one (it needs root)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        disk = tmp_path / f"disk-{len(mounted)}"
+        disk.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", str(disk)], check=False)
