@@ -31,6 +31,7 @@ import posixpath
 import re
 import stat
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -258,6 +259,17 @@ def no_dataset(location: str | os.PathLike) -> str:
     (a newcomer's first ``kibble train configs/mixture.yaml``), or a relative path read
     from another working directory, so the absolute path is shown too."""
     where = os.fspath(location)
+    if not is_url(where):
+        # A publish killed between the fallback's two renames (file systems without
+        # RENAME_EXCHANGE) parks the old dataset beside the path: say so, never guess.
+        path = Path(where)
+        parked = sorted(path.parent.glob(f".{path.name}.old-*")) if path.name else []
+        if parked and not path.exists():
+            return (
+                f"no dataset at {where}: a publish there was interrupted, and the previous "
+                f"dataset is parked at {parked[-1]}; the next kibble run writing {where} "
+                f"restores it, or rename it back yourself (mv {parked[-1]} {where})"
+            )
     if not is_url(where) and not os.path.isabs(where):
         where += f" ({os.path.abspath(where)})"
     return (

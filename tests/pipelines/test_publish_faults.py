@@ -125,3 +125,16 @@ def test_a_parked_old_dataset_comes_back_before_the_next_run(tmp_path):
         pass
     assert seed_of(out) == OLD_SEED  # restored by the first hold
     assert beside(tmp_path) == ["ds"]
+
+
+def test_a_reader_says_where_a_parked_dataset_is(tmp_path):
+    # Killed between the fallback's renames, the path held nothing until the next run
+    # restored it silently: a reader now names the parked copy and what to do.
+    from kibble.schemas.reader import CuratedDataset
+
+    out = tmp_path / "ds"
+    curate_tasks("t", JOBS, out, seed=OLD_SEED)
+    out.rename(tmp_path / ".ds.old-parked01")
+    with pytest.raises(KibbleError, match=r"interrupted, and the previous dataset is parked at"):
+        CuratedDataset(out)
+    assert beside(tmp_path) == [".ds.old-parked01"]  # a reader moves nothing
