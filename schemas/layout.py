@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from kibble import limits
 from kibble.errors import KibbleError
 from kibble.schemas.arrow import SCHEMA_VERSION
 from kibble.schemas.parquet import filesystem_and_path
@@ -182,7 +183,13 @@ def read_manifest(location: str | os.PathLike) -> dict:
             "writing it did not finish (run it again)"
         )
     try:
-        manifest = json.loads(read_bytes(join(location, MANIFEST)))
+        with fs.open_input_stream(path) as stream:
+            text = limits.read_capped(
+                stream, MANIFEST_BYTES, join(location, MANIFEST),
+                "a kibble manifest of that size would list millions of files: split the "
+                "dataset, or check the file is the dataset's own",
+            )  # fmt: skip
+        manifest = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KibbleError(f"{join(location, MANIFEST)} is not valid JSON: {e}") from e
     if isinstance(manifest, dict) and "schema_version" in manifest:
@@ -190,6 +197,9 @@ def read_manifest(location: str | os.PathLike) -> dict:
     return manifest
 
 
+MANIFEST_BYTES = 256 * limits.MiB
+"""The largest manifest.json read (about 1.5 million files listed): a bigger one is
+refused before it is parsed (``kibble.limits``)."""
 FILE_FIELDS = ("path", "rows", "bytes", "sha256")
 """What the manifest records of each file it lists."""
 

@@ -386,3 +386,15 @@ def test_a_full_disk_for_real_at_a_checkpoint(tmp_path, shared, small_disk):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("kibble: error: no space left on device"), run.stderr
     assert "free some space" in last
+
+
+def test_a_manifest_past_its_cap_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    from kibble.limits import TooLarge
+    from kibble.schemas import layout
+
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "manifest.json").write_text('{"files": [' + '"x", ' * 5000 + '"x"]}')
+    assert layout.read_manifest(tmp_path / "ds")["files"][0] == "x"
+    monkeypatch.setattr(layout, "MANIFEST_BYTES", 1024)
+    with pytest.raises(TooLarge, match=r"manifest.json holds more than 1.0 KiB"):
+        layout.read_manifest(tmp_path / "ds")
