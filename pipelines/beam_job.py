@@ -117,19 +117,21 @@ def _runner_aliases(args: list[str]) -> list[str]:
     """``--runner DaskRunner`` as Beam needs it; a clear error without its package."""
     out = list(args)
     for i, arg in enumerate(out):
-        value = arg.split("=", 1)[1] if arg.startswith("--runner=") else None
-        if arg == "--runner" and i + 1 < len(out):
-            value, i = out[i + 1], i + 1
-        if value in RUNNER_ALIASES:
-            if value == "DaskRunner" and importlib.util.find_spec("distributed") is None:
-                raise KibbleError(
-                    "--runner DaskRunner needs Beam's Dask extra: pip install 'kibble[dask]' "
-                    "(apache-beam[dask]); then give the cluster with --dask_client_address "
-                    "HOST:PORT"
-                )
-            out[i] = (
-                RUNNER_ALIASES[value] if out[i] == value else f"--runner={RUNNER_ALIASES[value]}"
+        if arg.startswith("--runner="):
+            prefix, value = "--runner=", arg.removeprefix("--runner=")
+        elif i and out[i - 1] == "--runner":
+            prefix, value = "", arg
+        else:
+            continue
+        if value not in RUNNER_ALIASES:
+            continue
+        if value == "DaskRunner" and importlib.util.find_spec("distributed") is None:
+            raise KibbleError(
+                "--runner DaskRunner needs Beam's Dask extra: pip install 'kibble[dask]' "
+                "(apache-beam[dask]); then give the cluster with --dask_client_address "
+                "HOST:PORT"
             )
+        out[i] = prefix + RUNNER_ALIASES[value]
     return out
 
 

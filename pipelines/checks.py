@@ -161,13 +161,12 @@ def check_config(config) -> None:
         if job.task in seen:
             raise KibbleError(f"{where}.task: {job.task} is listed twice")
         seen.add(job.task)
-        for key, upper in (("episodes", max_episodes()), ("max_steps", None)):
-            value = getattr(job, key)
-            if value is not None or key == "episodes":
-                try:
-                    positive_int(key, value, upper)
-                except KibbleError as e:
-                    raise KibbleError(f"{where}.{e}") from e
+        try:
+            positive_int("episodes", job.episodes, max_episodes())
+            if job.max_steps is not None:
+                positive_int("max_steps", job.max_steps)
+        except KibbleError as e:
+            raise KibbleError(f"{where}.{e}") from e
         try:
             check_expert(job.task, job.expert, job.sample)
             if job.card is not None:

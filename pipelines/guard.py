@@ -26,8 +26,8 @@ from pathlib import Path
 from kibble import interrupts
 from kibble.atomic import hold
 from kibble.errors import KibbleError
+from kibble.interrupts import Guard
 from kibble.interrupts import Interrupted as Interrupted  # re-exported: the job's signal
-from kibble.interrupts import _Guard
 from kibble.schemas.layout import MANIFEST, is_url
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _had_dataset(out: str | os.PathLike) -> bool | None:
     return (Path(out) / MANIFEST).is_file()
 
 
-def interruptible(out: str | os.PathLike) -> AbstractContextManager[_Guard]:
+def interruptible(out: str | os.PathLike) -> AbstractContextManager[Guard]:
     """SIGINT/SIGTERM raise :class:`Interrupted` inside this block (``kibble.interrupts``)."""
     return interrupts.interruptible(out, had_dataset=_had_dataset(out))
 

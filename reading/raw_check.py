@@ -6,6 +6,7 @@ match, passes every checksum; this finds it at the cost of one episode per file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -24,6 +25,7 @@ EDITED = (
 )
 
 
+@functools.cache
 def _default_model_sha() -> str:
     return hashlib.sha256(DEFAULT_TEXT_MODEL.read_bytes()).hexdigest()
 

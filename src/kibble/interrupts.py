@@ -48,7 +48,7 @@ class Interrupted(BaseException):
         return f"interrupted by {name}: nothing was published; {kept}; staging removed"
 
 
-class _Guard:
+class Guard:
     """State of :func:`interruptible`: whether the output has been published yet."""
 
     def __init__(self) -> None:
@@ -70,13 +70,13 @@ class _Guard:
 
 
 @contextmanager
-def interruptible(out: str | os.PathLike, *, had_dataset: bool | None) -> Iterator[_Guard]:
+def interruptible(out: str | os.PathLike, *, had_dataset: bool | None) -> Iterator[Guard]:
     """SIGINT/SIGTERM raise :class:`Interrupted` inside this block (main thread only).
 
     ``had_dataset``: whether ``out`` held a dataset when it began (None: not known, a
     URL), for the message.
     """
-    guard = _Guard()
+    guard = Guard()
     if threading.current_thread() is not threading.main_thread():
         yield guard
         return
